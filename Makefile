@@ -1,0 +1,42 @@
+# Two commands for users: `make install` and `make run`; `make test` for CI.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install test run ingest eval bench lint clean
+
+install: $(STAMP)
+
+# Re-run only when the project definition changes; torch first so pip takes the CPU
+# build on this disk instead of a multi-GB CUDA build pulled by sentence-transformers.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(PY) -m pytest
+
+ingest: install
+	$(VENV)/bin/rag ingest
+
+run: install
+	test -f .rag/catalog.sqlite || $(VENV)/bin/rag ingest
+	$(VENV)/bin/streamlit run app.py
+
+eval: install
+	$(VENV)/bin/rag eval --compare --report evals/reports/latest.md --json evals/reports/latest.json
+
+bench: install
+	$(VENV)/bin/rag bench --json evals/reports/bench.json
+
+lint: install
+	$(VENV)/bin/ruff check src tests app.py
+
+clean:
+	rm -rf .rag evals/reports/*.md evals/reports/*.json

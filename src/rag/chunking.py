@@ -1,0 +1,177 @@
+"""Documents -> Chunks, structure-aware.
+
+Text is split into units that are never cut: list items, table-ish lines, and
+sentences. Units are packed into chunks within one section (heading path) and one
+page, up to `chunk_size` characters. The heading path is stored and prefixed to the
+text that is embedded and BM25-indexed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+from langchain_core.documents import Document
+
+PATH_SEPARATOR = " › "
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•✓✗]|\d{1,3}[.)])\s+")
+# A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
+# whitespace and an uppercase letter, digit or opening quote. Abbreviations like
+# "o.a." or "St." are not followed by an uppercase start often enough to matter here.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
+_ABBREVIATIONS = ("St.", "o.a.", "bijv.", "ca.", "nr.", "e.d.", "z.g.", "dhr.", "mevr.", "drs.", "dr.", "prof.", "ir.", "mr.")
+
+
+@dataclass
+class Chunk:
+    """One retrievable passage with its provenance."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    section: str
+    page: int | None
+    ordinal: int
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def embed_text(self) -> str:
+        """What is embedded and BM25-indexed: heading path, then the text."""
+        return f"{self.section}\n{self.text}" if self.section else self.text
+
+
+@dataclass
+class _Unit:
+    text: str
+    section: str
+    page: int | None
+
+
+def split_sentences(paragraph: str) -> list[str]:
+    """Split a paragraph into sentences without breaking common abbreviations."""
+    parts = _SENTENCE_END.split(paragraph.strip())
+    sentences: list[str] = []
+    for part in parts:
+        part = part.strip()
+        if not part:
+            continue
+        if sentences and sentences[-1].endswith(_ABBREVIATIONS):
+            sentences[-1] = f"{sentences[-1]} {part}"
+        else:
+            sentences.append(part)
+    return sentences
+
+
+def _clean_inline(text: str) -> str:
+    """Collapse whitespace; drop Markdown emphasis markers that wrap a whole line."""
+    text = " ".join(text.split())
+    m = re.fullmatch(r"([*_]{1,2})(.+?)\1", text)
+    return m.group(2).strip() if m else text
+
+
+def iter_units(text: str, root: str, page: int | None, start_path: list[str] | None = None):
+    """Yield units (list item / sentence) with their heading path; also return the final path."""
+    path: list[tuple[int, str]] = [(0, h) for h in (start_path or [])]
+    paragraph: list[str] = []
+
+    def section() -> str:
+        parts = [root] if root else []
+        for _, heading in path:
+            if not parts or heading.casefold() != parts[-1].casefold():
+                parts.append(heading)
+        return PATH_SEPARATOR.join(parts)
+
+    def flush():
+        if paragraph:
+            joined = _clean_inline(" ".join(paragraph))
+            paragraph.clear()
+            for sentence in split_sentences(joined):
+                yield _Unit(sentence, section(), page)
+
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        heading = _HEADING.match(line.strip())
+        if heading:
+            yield from flush()
+            level = len(heading.group(1))
+            title = _clean_inline(heading.group(2))
+            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, title)]
+            continue
+        if not line.strip():
+            yield from flush()
+            continue
+        if _LIST_ITEM.match(line):
+            yield from flush()
+            yield _Unit(_clean_inline(line.strip()), section(), page)
+            continue
+        if raw.endswith("  ") or len(line.strip()) < 40 and paragraph and not line.strip().endswith((".", ":")):
+            # Markdown hard line break / short chart label lines: keep within the paragraph.
+            paragraph.append(line.strip())
+            continue
+        paragraph.append(line.strip())
+    yield from flush()
+
+
+def _chunk_id(doc_id: str, section: str, text: str, seen: dict[str, int]) -> str:
+    digest = hashlib.sha256(f"{doc_id}\x00{section}\x00{text}".encode()).hexdigest()[:20]
+    seen[digest] = seen.get(digest, 0) + 1
+    if seen[digest] > 1:  # identical passage twice in one document
+        digest = hashlib.sha256(f"{digest}\x00{seen[digest]}".encode()).hexdigest()[:20]
+    return f"{doc_id}:{digest}"
+
+
+def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_overlap: int = 0, root_title: bool = True) -> list[Chunk]:
+    """Split one file's Documents (pages in order) into Chunks."""
+    chunks: list[Chunk] = []
+    seen: dict[str, int] = {}
+    units: list[_Unit] = []
+    for doc in documents:
+        root = short_title(doc.metadata.get("title", "")) if root_title else ""
+        units.extend(iter_units(doc.page_content, root, doc.metadata.get("page")))
+    if not documents:
+        return chunks
+    base_meta = {k: v for k, v in documents[0].metadata.items() if k != "page"}
+    doc_id = base_meta["doc_id"]
+
+    current: list[_Unit] = []
+
+    def emit():
+        if not current:
+            return
+        text = "\n".join(u.text for u in current)
+        section, page = current[0].section, current[0].page
+        chunks.append(
+            Chunk(
+                chunk_id=_chunk_id(doc_id, section, text, seen),
+                doc_id=doc_id,
+                text=text,
+                section=section,
+                page=page,
+                ordinal=len(chunks),
+                metadata=dict(base_meta),
+            )
+        )
+
+    for unit in units:
+        size = sum(len(u.text) + 1 for u in current)
+        same_place = current and current[0].section == unit.section and current[0].page == unit.page
+        if current and (not same_place or size + len(unit.text) > chunk_size):
+            emit()
+            overlap: list[_Unit] = []
+            if same_place and chunk_overlap:
+                for prev in reversed(current):
+                    if sum(len(u.text) for u in overlap) + len(prev.text) > chunk_overlap:
+                        break
+                    overlap.insert(0, prev)
+            current = overlap
+        current.append(unit)
+    emit()
+    return chunks
+
+
+def short_title(title: str) -> str:
+    """A short root for heading paths: the part before a colon or parenthesis."""
+    title = re.split(r"[:(]", title, maxsplit=1)[0].strip()
+    return title[:80]

@@ -1,0 +1,108 @@
+"""[n] markers <-> passages: parse, clean, check support, highlight spans."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .lexical import content_words, fold_accents
+
+_MARKER = re.compile(r"\[(\d{1,3})\]")
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# Share of a sentence's content words that must occur in its cited passages for the
+# sentence to count as supported (offline ALCE-style check). Verbatim extractive
+# sentences score 1.0; 0.5 lets a fluent paraphrase through while catching sentences
+# that talk about something the passage does not mention.
+SUPPORT_OVERLAP = 0.5
+
+
+@dataclass
+class SentenceCheck:
+    """One answer sentence, the passages it cites, and whether they support it."""
+
+    sentence: str
+    cited: list[int]
+    supported: bool
+    missing_numbers: list[str]
+    overlap: float
+
+
+def markers(text: str) -> list[int]:
+    """All [n] numbers in order of appearance."""
+    return [int(m) for m in _MARKER.findall(text)]
+
+
+def drop_invalid_markers(text: str, valid: int) -> tuple[str, list[int]]:
+    """Remove [n] markers outside 1..valid; return cleaned text and the dropped numbers."""
+    dropped: list[int] = []
+
+    def repl(m: re.Match) -> str:
+        n = int(m.group(1))
+        if 1 <= n <= valid:
+            return m.group(0)
+        dropped.append(n)
+        return ""
+
+    cleaned = _MARKER.sub(repl, text)
+    cleaned = re.sub(r"[ \t]+([.,;:!?])", r"\1", cleaned)
+    return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), dropped
+
+
+def numbers_in(text: str) -> list[str]:
+    """Numbers in a text, normalised ('1.200' and '1,200' kept as written)."""
+    return _NUMBER.findall(_MARKER.sub("", text))
+
+
+def split_answer_sentences(text: str) -> list[str]:
+    """Split an answer into sentences/lines, keeping each sentence's trailing [n] markers."""
+    pieces: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=\])\s+(?=[A-Z\"'(-])", line)
+        pieces.extend(p.strip() for p in parts if p.strip())
+    return pieces
+
+
+def check_sentence(sentence: str, passages: list[str]) -> SentenceCheck:
+    """Is the sentence supported by the cited passage texts (numbers verbatim, words overlapping)?"""
+    cited = markers(sentence)
+    texts = [passages[n - 1] for n in cited if 1 <= n <= len(passages)]
+    body = _MARKER.sub("", sentence)
+    if not texts:
+        return SentenceCheck(sentence, cited, False, numbers_in(body), 0.0)
+    haystack = fold_accents(" ".join(texts))
+    hay_numbers = set(numbers_in(haystack))
+    missing = [n for n in numbers_in(body) if n not in hay_numbers]
+    words = content_words(body)
+    hay_words = set(content_words(haystack))
+    overlap = sum(1 for w in words if w in hay_words) / len(words) if words else 1.0
+    return SentenceCheck(sentence, cited, not missing and overlap >= SUPPORT_OVERLAP, missing, overlap)
+
+
+def check_answer(text: str, passages: list[str]) -> list[SentenceCheck]:
+    """Check every sentence that carries at least one [n] marker or a number."""
+    return [check_sentence(s, passages) for s in split_answer_sentences(text) if markers(s) or numbers_in(s)]
+
+
+def highlight_spans(passage: str, quote: str) -> list[tuple[str, bool]]:
+    """Split passage text into (segment, is_quoted) parts, marking where `quote` occurs.
+
+    Matching ignores whitespace differences; if the quote is not found verbatim, the
+    whole passage is returned unmarked.
+    """
+    quote = " ".join(quote.split())
+    if not quote:
+        return [(passage, False)]
+    pattern = r"\s+".join(re.escape(part) for part in quote.split(" "))
+    match = re.search(pattern, passage)
+    if not match:
+        return [(passage, False)]
+    out = []
+    if match.start():
+        out.append((passage[: match.start()], False))
+    out.append((match.group(0), True))
+    if match.end() < len(passage):
+        out.append((passage[match.end():], False))
+    return out

@@ -1,0 +1,148 @@
+"""`rag` command line: ingest | search | ask | chat | eval | bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from functools import wraps
+from pathlib import Path
+
+import click
+
+from .config import MAX_K, Settings
+from .errors import RagError
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings().with_overrides(**overrides)
+    except Exception as exc:  # pydantic ValidationError: name the setting
+        raise click.UsageError(f"Invalid setting: {exc}".splitlines()[0] + " " + _first_error(exc)) from exc
+
+
+def _first_error(exc) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"(RAG_{str(first['loc'][0]).upper()}: {first['msg']})"
+    return ""
+
+
+def handle_errors(func):
+    """Turn user-caused errors into one line on stderr and the right exit code."""
+
+    @wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except RagError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _out(data) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False))
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
+@click.version_option(package_name="onderwijs-jeugdhulp-rag")
+def main(verbose: bool) -> None:
+    """Ask cited questions about Oberon's research on onderwijs and jeugdhulp."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--rebuild", is_flag=True, help="Delete the index and build it from scratch.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@handle_errors
+def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
+    """Index the documents in PATHS (default: the corpus folder, RAG_CORPUS_DIR)."""
+    from tqdm import tqdm
+
+    from .index import Index
+
+    settings = _settings()
+    index = Index(settings)
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if as_json:
+            return
+        if bar is None:
+            bar = tqdm(total=total, desc="Embedding", unit="chunk", file=sys.stderr)
+        bar.update(done - bar.n)
+
+    report = index.ingest(list(paths) or None, rebuild=rebuild, progress=progress)
+    if bar is not None:
+        bar.close()
+    if as_json:
+        _out(report.as_json())
+    else:
+        for item in report.skipped:
+            click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+        click.echo(
+            f"{report.documents} documents, {report.chunks_total} chunks in {settings.index_dir} "
+            f"(added {report.added}, removed {report.removed}, unchanged documents {report.unchanged}, "
+            f"skipped files {len(report.skipped)}) in {report.seconds:.1f}s"
+        )
+    if report.documents == 0:
+        sys.exit(1)
+
+
+def _question(text: str, settings: Settings) -> str:
+    from .answering import validate_question
+
+    try:
+        return validate_question(text, settings.max_question_chars)
+    except RagError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=None, help="Number of passages (default RAG_K).")
+@click.option("--mode", type=click.Choice(["hybrid", "dense", "lexical"]), default=None, help="Retrieval mode.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@handle_errors
+def search(question: str, k: int | None, mode: str | None, as_json: bool) -> None:
+    """Show the passages that best match QUESTION."""
+    from .index import Index
+    from .retrieval import HybridSearcher
+
+    settings = _settings(k=k)
+    question = _question(question, settings)
+    searcher = HybridSearcher(Index(settings).open(), settings)
+    passages = searcher.search(question, settings.k, mode)
+    if as_json:
+        _out(
+            {
+                "query": question,
+                "passages": [
+                    {"rank": i, "chunk_id": p.chunk_id, "doc_id": p.doc_id, "title": p.title, "section": p.section,
+                     "page": p.page, "text": p.text, "score": p.score}
+                    for i, p in enumerate(passages, start=1)
+                ],
+            }
+        )
+        return
+    if not passages:
+        click.echo("No passages found.")
+    for i, p in enumerate(passages, start=1):
+        page = f", p. {p.page}" if p.page else ""
+        dense = f"{p.dense_score:.3f}" if p.dense_score is not None else "-"
+        lexical = f"{p.lexical_score:.2f}" if p.lexical_score is not None else "-"
+        click.echo(click.style(f"[{i}] {p.title}{page}", bold=True) + f"  score {p.score:.4f} (dense {dense}, bm25 {lexical})")
+        click.echo(f"    {p.section}")
+        for line in p.text.splitlines():
+            click.echo(f"    {line}")
+        click.echo()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""One typed settings object: environment (prefix RAG_), optional rag.toml, defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_EMBED_MODEL = "default"
+MAX_K = 50
+
+
+class Settings(BaseSettings):
+    """Every knob of the assistant, with its default. Set RAG_<NAME> to override."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", toml_file="rag.toml", extra="ignore", validate_default=True
+    )
+
+    corpus_dir: Path = Field(Path("corpus"), description="Folder with the source documents.")
+    index_dir: Path = Field(Path(".rag"), description="Folder for the index (Chroma, lexical, catalog).")
+    embed_model: str = Field(
+        DEFAULT_EMBED_MODEL,
+        description="sentence-transformers model name or path; 'default' = bundled all-MiniLM-L6-v2.",
+    )
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks per embedding batch.")
+    chroma_url: str | None = Field(None, description="Chroma server URL, e.g. http://127.0.0.1:8000; empty = embedded.")
+    collection: str = Field("onderwijs_jeugdhulp", description="Chroma collection name.")
+    chunk_size: int = Field(700, ge=100, le=8000, description="Target chunk size in characters.")
+    chunk_overlap: int = Field(0, ge=0, le=2000, description="Characters of trailing context repeated in the next chunk.")
+    k: int = Field(5, ge=1, le=MAX_K, description="Passages retrieved per question.")
+    candidates: int = Field(30, ge=1, le=500, description="Candidates per retriever before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    retrieval_mode: str = Field("hybrid", description="hybrid | dense | lexical")
+    llm: str = Field("none", description="none | ollama:MODEL | openai:MODEL")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM call is abandoned.")
+    ollama_num_ctx: int = Field(8192, ge=512, description="Ollama context window (its default 2048 drops passages).")
+    answer_max_chars: int = Field(600, ge=100, description="Target length of an extractive answer.")
+    refusal_max_unknown: float = Field(
+        0.67, ge=0, le=1, description="Refuse when this share of the question's subject words occurs nowhere in the corpus."
+    )
+    refusal_min_dense: float = Field(0.40, ge=-1, le=1, description="Refuse when the best passage's cosine similarity is below this.")
+    max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
+    upload_max_mb: int = Field(50, ge=1, description="Largest accepted upload in MB.")
+
+    @field_validator("retrieval_mode")
+    @classmethod
+    def _check_mode(cls, value: str) -> str:
+        if value not in {"hybrid", "dense", "lexical"}:
+            raise ValueError("must be one of hybrid, dense, lexical")
+        return value
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _empty_url_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A validated copy with some fields changed."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return Settings(**data)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,555 @@
+"""The store: Chroma (vectors) + a SQLite catalog (documents, chunks, model) + BM25.
+
+Write order keeps a crash harmless: new vectors are upserted first, then the catalog
+commits in one transaction, then replaced vectors are deleted and the lexical index is
+swapped in. Readers trust the catalog, so half-written vectors are invisible, and the
+next ingest removes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from .chunking import Chunk, chunk_documents
+from .config import Settings
+from .errors import (
+    ConfigError,
+    IndexBusyError,
+    IndexMismatchError,
+    IndexMissingError,
+    StoreUnavailableError,
+)
+from .lexical import LexicalIndex
+from .loaders import LoadedFile, UnreadableFile, discover, load_file, read_manifest
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+CATALOG = "catalog.sqlite"
+REBUILD_HINT = "run `rag ingest --rebuild`"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, path TEXT NOT NULL, content_hash TEXT NOT NULL,
+    title TEXT NOT NULL, kind TEXT NOT NULL, year INTEGER, publisher TEXT, url TEXT,
+    pages INTEGER, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    chunk_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    section TEXT NOT NULL, page INTEGER, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+"""
+
+
+@dataclass
+class ChunkRecord:
+    """A chunk as stored, joined with its document's metadata."""
+
+    chunk_id: str
+    doc_id: str
+    ordinal: int
+    section: str
+    page: int | None
+    text: str
+    title: str
+    kind: str
+    year: int | None
+    url: str
+
+    @property
+    def embed_text(self) -> str:
+        return f"{self.section}\n{self.text}" if self.section else self.text
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did; `as_json()` is the CLI's --json object."""
+
+    documents: int = 0
+    chunks_total: int = 0
+    added: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    changed_docs: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "documents": self.documents,
+            "chunks_total": self.chunks_total,
+            "added": self.added,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": self.skipped,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _chroma_client(settings: Settings):
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.chroma_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConfigError(
+                f"RAG_CHROMA_URL '{settings.chroma_url}' is not an http(s) URL; use e.g. http://127.0.0.1:8000.",
+                "RAG_CHROMA_URL is geen geldige http-URL.",
+            )
+        try:
+            client = chromadb.HttpClient(
+                host=url.hostname,
+                port=url.port or (443 if url.scheme == "https" else 80),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+            client.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - httpx/chroma raise many connection types
+            raise StoreUnavailableError(
+                f"Cannot reach the Chroma server at {settings.chroma_url} ({exc.__class__.__name__}); "
+                "start it (`chroma run --host 127.0.0.1 --port 8000 --path .chroma`) or unset RAG_CHROMA_URL.",
+                "De Chroma-server is niet bereikbaar; probeer het later opnieuw of vraag de beheerder.",
+            ) from exc
+        return client
+    path = settings.index_dir / "chroma"
+    path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+class Index:
+    """Open (or create) the index under `settings.index_dir`."""
+
+    def __init__(self, settings: Settings, embeddings=None):
+        self.settings = settings
+        self.dir = Path(settings.index_dir)
+        self._embeddings = embeddings
+        self._client = None
+        self._collection = None
+        self._lexical: LexicalIndex | None = None
+        self._lock = threading.RLock()
+        self._local = threading.local()
+
+    # -- plumbing -----------------------------------------------------------------
+    @property
+    def catalog_path(self) -> Path:
+        return self.dir / CATALOG
+
+    def exists(self) -> bool:
+        """True when a catalog with at least one document exists."""
+        if not self.catalog_path.is_file():
+            return False
+        try:
+            return self._db().execute("SELECT COUNT(*) FROM documents").fetchone()[0] > 0
+        except sqlite3.DatabaseError:
+            return True  # present but damaged: let open() say so
+
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.catalog_path, timeout=30)
+            conn.executescript(_SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    @property
+    def embeddings(self):
+        if self._embeddings is None:
+            from .embeddings import get_embeddings
+
+            self._embeddings = get_embeddings(self.settings.embed_model, self.settings.embed_batch_size)
+        return self._embeddings
+
+    def collection(self, create: bool = False):
+        """The Chroma collection (created on ingest, required on read)."""
+        with self._lock:
+            if self._collection is None:
+                self._client = _chroma_client(self.settings)
+                if create:
+                    self._collection = self._client.get_or_create_collection(
+                        self.settings.collection,
+                        configuration={"hnsw": {"space": "cosine", "ef_search": 100}},
+                        embedding_function=None,
+                    )
+                else:
+                    try:
+                        self._collection = self._client.get_collection(self.settings.collection, embedding_function=None)
+                    except Exception as exc:  # noqa: BLE001 - NotFoundError differs by client
+                        raise IndexMismatchError(
+                            f"The vector store has no collection '{self.settings.collection}'; {REBUILD_HINT}.",
+                            "De index is onvolledig; bouw hem opnieuw op (rag ingest --rebuild).",
+                        ) from exc
+            return self._collection
+
+    def reset_connection(self) -> None:
+        """Forget the Chroma client so the next call reconnects (after a server restart)."""
+        with self._lock:
+            self._client = None
+            self._collection = None
+
+    # -- reading ------------------------------------------------------------------
+    def open(self) -> "Index":
+        """Check the index is present, readable and built with the configured model."""
+        if not self.catalog_path.is_file():
+            raise IndexMissingError(
+                f"No index in {self.dir}; run `rag ingest` first.",
+                "Er is nog geen index; voeg documenten toe of voer `rag ingest` uit.",
+            )
+        try:
+            built_with = self._meta("embed_model")
+            docs = self._db().execute("SELECT COUNT(*), COALESCE(SUM(chunks),0) FROM documents").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise IndexMismatchError(
+                f"The index catalog {self.catalog_path} is damaged ({exc}); {REBUILD_HINT}.",
+                "De index is beschadigd; bouw hem opnieuw op (rag ingest --rebuild).",
+            ) from exc
+        if docs[0] == 0:
+            raise IndexMissingError(
+                f"The index in {self.dir} is empty; run `rag ingest`.",
+                "De index is leeg; voeg documenten toe.",
+            )
+        from .embeddings import resolve_model
+
+        _, wanted = resolve_model(self.settings.embed_model)
+        if built_with != wanted:
+            raise IndexMismatchError(
+                f"The index was built with embedding model '{built_with}' but RAG_EMBED_MODEL is '{wanted}'; "
+                f"{REBUILD_HINT} (or set RAG_EMBED_MODEL back).",
+                "De index is gebouwd met een ander embeddingmodel; bouw hem opnieuw op (rag ingest --rebuild).",
+            )
+        count = self.collection().count()
+        if count < docs[1]:
+            raise IndexMismatchError(
+                f"The vector store holds {count} of the catalog's {docs[1]} chunks (damaged or partly deleted); "
+                f"{REBUILD_HINT}.",
+                "De index is beschadigd; bouw hem opnieuw op (rag ingest --rebuild).",
+            )
+        self.lexical()
+        return self
+
+    def lexical(self) -> LexicalIndex:
+        """The BM25 index matching the catalog's generation (rebuilt if stale or missing)."""
+        with self._lock:
+            generation = int(self._meta("generation") or 0)
+            if self._lexical is None or self._lexical.generation != generation:
+                loaded = LexicalIndex.load(self.dir / "lexical")
+                if loaded is None or loaded.generation != generation:
+                    loaded = self._build_lexical(generation)
+                self._lexical = loaded
+            return self._lexical
+
+    def _build_lexical(self, generation: int) -> LexicalIndex:
+        rows = self._db().execute("SELECT chunk_id, section, text FROM chunks ORDER BY doc_id, ordinal").fetchall()
+        lexical = LexicalIndex.build([r[0] for r in rows], [f"{r[1]}\n{r[2]}" for r in rows], generation)
+        try:
+            lexical.save(self.dir / "lexical")
+        except OSError as exc:  # read-only index dir: keep it in memory
+            log.warning("could not save lexical index: %s", exc)
+        return lexical
+
+    def dense_search(self, vector, n: int) -> list[tuple[str, float]]:
+        """Top-n (chunk_id, cosine similarity) from Chroma."""
+        try:
+            collection = self.collection()
+            n = max(1, min(n, collection.count()))
+            result = collection.query(query_embeddings=[list(map(float, vector))], n_results=n, include=["distances"])
+        except (IndexMismatchError, ConfigError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - server gone: reconnect next time
+            self.reset_connection()
+            if self.settings.chroma_url:
+                raise StoreUnavailableError(
+                    f"Lost the Chroma server at {self.settings.chroma_url} ({exc.__class__.__name__}); "
+                    "check that it runs, then ask again.",
+                    "De Chroma-server is niet bereikbaar; probeer het zo opnieuw.",
+                ) from exc
+            raise IndexMismatchError(
+                f"The vector store cannot be read ({exc.__class__.__name__}); {REBUILD_HINT}.",
+                "De index kan niet gelezen worden; bouw hem opnieuw op (rag ingest --rebuild).",
+            ) from exc
+        ids = result["ids"][0]
+        distances = result["distances"][0]
+        return [(i, 1.0 - float(d)) for i, d in zip(ids, distances)]
+
+    def get_chunks(self, ids: Iterable[str]) -> dict[str, ChunkRecord]:
+        """Catalog rows for chunk ids (unknown ids are left out)."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return {}
+        marks = ",".join("?" * len(ids))
+        rows = self._db().execute(
+            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text, d.title, d.kind, d.year, d.url "
+            f"FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id IN ({marks})",
+            ids,
+        ).fetchall()
+        return {r[0]: ChunkRecord(*r) for r in rows}
+
+    def documents(self) -> list[dict]:
+        """Indexed documents with their metadata and chunk counts."""
+        if not self.catalog_path.is_file():
+            return []
+        cur = self._db().execute(
+            "SELECT doc_id, title, kind, year, publisher, url, path, pages, chunks, ingested_at FROM documents ORDER BY doc_id"
+        )
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
+        """All chunks of one document in order."""
+        ids = [r[0] for r in self._db().execute("SELECT chunk_id FROM chunks WHERE doc_id=? ORDER BY ordinal", (doc_id,))]
+        found = self.get_chunks(ids)
+        return [found[i] for i in ids if i in found]
+
+    def info(self) -> dict:
+        """Model, dimension and sizes, for the UI and `rag` output."""
+        return {
+            "embed_model": self._meta("embed_model"),
+            "dimension": int(self._meta("dimension") or 0),
+            "documents": self._db().execute("SELECT COUNT(*) FROM documents").fetchone()[0],
+            "chunks": self._db().execute("SELECT COUNT(*) FROM chunks").fetchone()[0],
+        }
+
+    # -- writing ------------------------------------------------------------------
+    @contextmanager
+    def write_lock(self, timeout: float = 30.0):
+        """Exclusive writer lock across processes; IndexBusyError after `timeout` seconds."""
+        from filelock import FileLock, Timeout
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.dir / ".ingest.lock"))
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout as exc:
+            raise IndexBusyError(
+                f"Another `rag ingest` is writing {self.dir}; wait for it to finish and try again.",
+                "Er worden al documenten toegevoegd; probeer het over een minuut opnieuw.",
+            ) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def _wipe(self) -> None:
+        self.close()
+        self.reset_connection()
+        if self.settings.chroma_url:
+            client = _chroma_client(self.settings)
+            try:
+                client.delete_collection(self.settings.collection)
+            except Exception:  # noqa: BLE001 - absent is fine
+                pass
+        for name in (CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old"):
+            target = self.dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        self._lexical = None
+
+    def ingest(
+        self,
+        paths: list[Path] | None = None,
+        rebuild: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+        lock_timeout: float = 30.0,
+    ) -> IngestReport:
+        """Bring the index in line with the files under `paths` (default: the corpus)."""
+        started = time.perf_counter()
+        roots = [Path(p) for p in (paths or [self.settings.corpus_dir])]
+        report = IngestReport()
+        with self.write_lock(lock_timeout):
+            self._check_writable()
+            if rebuild:
+                self._wipe()
+            db = self._db()
+            model_name = self.embeddings.model_name
+            built_with = self._meta("embed_model")
+            if built_with and built_with != model_name:
+                raise IndexMismatchError(
+                    f"The index was built with '{built_with}', not '{model_name}'; {REBUILD_HINT}.",
+                    "De index is gebouwd met een ander embeddingmodel; bouw hem opnieuw op.",
+                )
+            collection = self.collection(create=True)
+            if self._meta("pending") == "1":
+                self._remove_orphans(collection)
+
+            loaded, skipped = self._load(roots)
+            report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
+            known = {row[0]: row[1] for row in db.execute("SELECT doc_id, content_hash FROM documents")}
+            known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
+
+            to_write: list[tuple[LoadedFile, list[Chunk]]] = []
+            for lf in loaded:
+                if known.get(lf.doc_id) == lf.content_hash:
+                    report.unchanged += 1
+                    continue
+                chunks = chunk_documents(lf.documents, self.settings.chunk_size, self.settings.chunk_overlap)
+                if not chunks:
+                    report.skipped.append({"path": str(lf.path), "reason": "no text found"})
+                    continue
+                to_write.append((lf, chunks))
+            seen_ids = {lf.doc_id for lf in loaded}
+            gone = [d for d, p in known_paths.items() if d not in seen_ids and _under(Path(p), roots)]
+
+            new_chunks = [c for _, chunks in to_write for c in chunks]
+            replaced_ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT chunk_id FROM chunks WHERE doc_id IN ({','.join('?' * (len(to_write) + len(gone)))})",
+                    [lf.doc_id for lf, _ in to_write] + gone,
+                )
+            ] if (to_write or gone) else []
+            new_ids = {c.chunk_id for c in new_chunks}
+            stale_ids = [i for i in replaced_ids if i not in new_ids]
+            fresh = [c for c in new_chunks if c.chunk_id not in set(replaced_ids)]
+
+            if new_chunks or gone:
+                with db:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', '1')")
+                self._upsert_vectors(collection, fresh, progress)
+                with db:
+                    self._commit_catalog(db, to_write, gone, model_name)
+                if stale_ids:
+                    for start in range(0, len(stale_ids), 5000):
+                        collection.delete(ids=stale_ids[start : start + 5000])
+                self._lexical = None
+                self.lexical()
+                with db:
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', '0')")
+            report.added = len(fresh)
+            report.removed = len(stale_ids)
+            report.changed_docs = [lf.doc_id for lf, _ in to_write]
+            report.documents = db.execute("SELECT COUNT(*) FROM documents").fetchone()[0]
+            report.chunks_total = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _check_writable(self) -> None:
+        probe = self.dir / ".write-test"
+        try:
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"The index dir {self.dir} is not writable ({exc.strerror}); set RAG_INDEX_DIR to a writable folder.",
+                "De indexmap is niet schrijfbaar; kies een andere map (RAG_INDEX_DIR).",
+            ) from exc
+
+    def _load(self, roots: list[Path]) -> tuple[list[LoadedFile], list[tuple[Path, str]]]:
+        files, skipped = discover(roots)
+        manifests: dict[Path, dict] = {}
+        loaded: list[LoadedFile] = []
+        by_id: dict[str, Path] = {}
+        for path in files:
+            folder = path.parent
+            if folder not in manifests:
+                manifests[folder] = read_manifest(folder)
+            try:
+                lf = load_file(path, manifests[folder])
+            except UnreadableFile as exc:
+                skipped.append((path, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - a broken file must not stop the rest
+                log.exception("unexpected error loading %s", path)
+                skipped.append((path, f"could not be read ({exc.__class__.__name__})"))
+                continue
+            if lf.doc_id in by_id:
+                skipped.append((path, f"same document id '{lf.doc_id}' as {by_id[lf.doc_id]}; rename one"))
+                continue
+            by_id[lf.doc_id] = path
+            loaded.append(lf)
+        return loaded, skipped
+
+    def _upsert_vectors(self, collection, chunks: list[Chunk], progress) -> None:
+        if not chunks:
+            return
+        batch = max(self.settings.embed_batch_size, 16) * 4
+        done = 0
+        for start in range(0, len(chunks), batch):
+            part = chunks[start : start + batch]
+            vectors = self.embeddings.encode([c.embed_text for c in part], self.embeddings.passage_prefix)
+            collection.upsert(
+                ids=[c.chunk_id for c in part],
+                embeddings=vectors,
+                documents=[c.text for c in part],
+                metadatas=[
+                    {
+                        "doc_id": c.doc_id,
+                        "title": c.metadata.get("title", ""),
+                        "kind": c.metadata.get("kind", ""),
+                        "section": c.section,
+                        "page": c.page if c.page is not None else -1,
+                    }
+                    for c in part
+                ],
+            )
+            done += len(part)
+            if progress:
+                progress(done, len(chunks))
+
+    def _commit_catalog(self, db, to_write, gone, model_name) -> None:
+        meta = {
+            "schema_version": str(SCHEMA_VERSION),
+            "embed_model": model_name,
+            "dimension": str(self.embeddings.dimension),
+        }
+        for key, value in meta.items():
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        for doc_id in [lf.doc_id for lf, _ in to_write] + gone:
+            db.execute("DELETE FROM chunks WHERE doc_id=?", (doc_id,))
+            db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+        now = time.time()
+        for lf, chunks in to_write:
+            m = lf.documents[0].metadata
+            pages = [d.metadata.get("page") for d in lf.documents if d.metadata.get("page")]
+            db.execute(
+                "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (lf.doc_id, str(lf.path), lf.content_hash, m["title"], m["kind"], m.get("year"),
+                 m.get("publisher", ""), m.get("url", ""), max(pages) if pages else None, len(chunks), now),
+            )
+            db.executemany(
+                "INSERT INTO chunks VALUES (?,?,?,?,?,?)",
+                [(c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text) for c in chunks],
+            )
+        generation = int(self._meta("generation") or 0) + 1
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
+
+    def _remove_orphans(self, collection) -> None:
+        """Delete vectors an interrupted ingest left behind."""
+        known = {r[0] for r in self._db().execute("SELECT chunk_id FROM chunks")}
+        stored = collection.get(include=[])["ids"]
+        orphans = [i for i in stored if i not in known]
+        for start in range(0, len(orphans), 5000):
+            collection.delete(ids=orphans[start : start + 5000])
+        if orphans:
+            log.info("removed %d vectors left by an interrupted ingest", len(orphans))
+
+
+def _under(path: Path, roots: list[Path]) -> bool:
+    path = path.resolve()
+    for root in roots:
+        root = root.resolve()
+        if path == root or root in path.parents:
+            return True
+    return False

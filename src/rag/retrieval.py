@@ -1,0 +1,114 @@
+"""Hybrid search: dense (Chroma) + BM25, fused by reciprocal rank -> Passages."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+
+from .config import MAX_K, Settings
+from .errors import ConfigError, QuestionError
+from .index import Index
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk with where it came from and why it ranked."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    kind: str
+    section: str
+    page: int | None
+    text: str
+    score: float
+    dense_score: float | None = None
+    lexical_score: float | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    url: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def to_document(self) -> Document:
+        meta = {k: v for k, v in asdict(self).items() if k != "text"}
+        return Document(page_content=self.text, metadata=meta)
+
+
+def check_k(k: int) -> int:
+    """Validate the number of passages asked for."""
+    if not isinstance(k, int) or k < 1 or k > MAX_K:
+        raise ConfigError(
+            f"k must be between 1 and {MAX_K}, got {k}.",
+            f"Het aantal passages moet tussen 1 en {MAX_K} liggen.",
+        )
+    return k
+
+
+class HybridSearcher:
+    """Dense + lexical retrieval over one Index."""
+
+    def __init__(self, index: Index, settings: Settings | None = None):
+        self.index = index
+        self.settings = settings or index.settings
+
+    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Passage]:
+        """Top-k passages for a query, fused by reciprocal rank (mode: hybrid|dense|lexical)."""
+        query = (query or "").strip()
+        if not query:
+            raise QuestionError("The question is empty.", "Stel een vraag.")
+        k = check_k(k or self.settings.k)
+        mode = mode or self.settings.retrieval_mode
+        n = max(self.settings.candidates, k)
+        dense: list[tuple[str, float]] = []
+        lexical: list[tuple[str, float]] = []
+        if mode in ("hybrid", "dense"):
+            vector = self.index.embeddings.encode([query], self.index.embeddings.query_prefix)[0]
+            dense = self.index.dense_search(vector, n)
+        if mode in ("hybrid", "lexical"):
+            lexical = self.index.lexical().search(query, n)
+        return self._fuse(dense, lexical, k)
+
+    def _fuse(self, dense, lexical, k: int) -> list[Passage]:
+        s = self.settings
+        fused: dict[str, float] = {}
+        info: dict[str, dict] = {}
+        for rank, (cid, sim) in enumerate(dense, start=1):
+            fused[cid] = fused.get(cid, 0.0) + s.dense_weight / (s.rrf_k + rank)
+            info.setdefault(cid, {}).update(dense_score=sim, dense_rank=rank)
+        for rank, (cid, bm25) in enumerate(lexical, start=1):
+            fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank)
+            info.setdefault(cid, {}).update(lexical_score=bm25, lexical_rank=rank)
+        # Ties (e.g. identical ranks) break on dense similarity, then id, to stay deterministic.
+        order = sorted(fused, key=lambda c: (-fused[c], -(info[c].get("dense_score") or 0.0), c))
+        records = self.index.get_chunks(order[: k * 3])  # the catalog hides half-written chunks
+        passages: list[Passage] = []
+        for cid in order:
+            rec = records.get(cid)
+            if rec is None:
+                continue
+            passages.append(
+                Passage(
+                    chunk_id=cid, doc_id=rec.doc_id, title=rec.title, kind=rec.kind, section=rec.section,
+                    page=rec.page, text=rec.text, score=round(fused[cid], 6), url=rec.url or "", **info[cid],
+                )
+            )
+            if len(passages) == k:
+                break
+        return passages
+
+
+class HybridRetriever(BaseRetriever):
+    """LangChain retriever over the hybrid searcher (for chains and users' own code)."""
+
+    searcher: HybridSearcher
+    k: int = 5
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        return [p.to_document() for p in self.searcher.search(query, self.k)]
