@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 import unicodedata
@@ -191,9 +192,8 @@ def answerability(question: str, passages: list[Passage], settings: Settings, kn
     injection = bool(_INJECTION.search(question))
     dense_ratio = dense_top / settings.refusal_min_dense if settings.refusal_min_dense > 0 else 1.0
     known_ratio = (1 - unknown) / (1 - settings.refusal_max_unknown) if settings.refusal_max_unknown < 1 else 1.0
-    # "more than max_unknown unknown" refuses; exactly at the limit passes.
-    if unknown <= settings.refusal_max_unknown:
-        known_ratio = max(known_ratio, 1.0)
+    # Up to max_unknown unknown words passes; more refuses.
+    known_ratio = max(known_ratio, 1.0) if unknown <= settings.refusal_max_unknown else min(known_ratio, 0.99)
     score = 0.0 if injection or not passages else min(dense_ratio, known_ratio)
     return Answerability(round(unknown, 3), round(coverage, 3), round(dense_top, 4), injection, round(score, 4))
 
@@ -208,17 +208,53 @@ class _Unit:
 
 
 def _units(passages: list[Passage]) -> list[_Unit]:
+    """Answer candidates: the lines of each passage (sentences and list items).
+
+    A chart line ("Samenwerkingsverbanden: 33% 40% 27%") takes the short label lines
+    that follow it, so numbers are never quoted without what they measure.
+    """
     units: list[_Unit] = []
     for pi, p in enumerate(passages):
         lines = [ln.strip() for ln in p.text.splitlines() if ln.strip()]
-        if len(p.text) <= 160 and len(lines) > 1 and sum(ch.isdigit() for ch in p.text) >= 2:
-            # Chart panels: numbers and their labels are separate lines; keep them together.
-            units.append(_Unit("; ".join(lines), pi, 0, False))
-            continue
         for pos, line in enumerate(lines):
-            is_item = bool(re.match(r"^[-*+•]\s+", line))
-            units.append(_Unit(re.sub(r"^[-*+•]\s+", "", line), pi, pos, is_item))
+            is_item = bool(_ITEM.match(line))
+            is_label = len(line) < 40 and not is_item and not any(ch.isdigit() for ch in line)
+            prev = units[-1] if units and units[-1].passage_index == pi else None
+            if is_label and prev is not None and _NUMERIC_LINE.search(prev.text):
+                prev.text = f"{prev.text}; {line}"
+                continue
+            units.append(_Unit(_ITEM.sub("", line), pi, pos, is_item))
     return units
+
+
+_ITEM = re.compile(r"^[-*+•]\s+")
+_NUMERIC_LINE = re.compile(r"\d+\s?%(?:[^A-Za-z]*\d+\s?%)+\s*(;|$)")
+
+
+def _contexts(units: list[_Unit], passages: list[Passage]) -> list[str]:
+    """What each line is scored on: its headings, its text, and for an unlabeled chart
+    line the labels of the chart before it in the same passage (same number of values)."""
+    contexts = []
+    previous_labels: dict[int, tuple[int, str]] = {}
+    for u in units:
+        values = _PERCENT.findall(u.text)
+        labels = ""
+        if values and ";" in u.text:
+            previous_labels[u.passage_index] = (len(values), u.text.split(";", 1)[1])
+        elif values and u.passage_index in previous_labels:
+            count, text = previous_labels[u.passage_index]
+            labels = f" ({text})" if count == len(values) else ""
+        contexts.append(f"{_subsection(passages[u.passage_index])}{u.text}{labels}")
+    return contexts
+
+
+_PERCENT = re.compile(r"\d+\s?%")
+
+
+def _subsection(p: Passage) -> str:
+    """The passage's headings below the document root, as context for scoring a line."""
+    parts = p.section.split(" › ")[1:]
+    return " › ".join(parts) + ": " if parts else ""
 
 
 def _lead(p: Passage) -> str:
@@ -237,57 +273,83 @@ class ExtractiveAnswerer:
         self.settings = settings
 
     def answer(self, question: str, passages: list[Passage]) -> tuple[str, list[Citation]]:
+        """Pick and order the passage lines that answer the question; return text and citations."""
         units = _units(passages)
         if not units:
             return REFUSAL_TEXT, []
-        contexts = [f"{passages[u.passage_index].section.split(' › ')[-1]}: {u.text}" for u in units]
-        vectors = self.embeddings.encode([question] + contexts, self.embeddings.query_prefix)
-        sims = vectors[1:] @ vectors[0]
-        asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
-        wants_number = bool(_QUANTITY.search(question))
-        scores = []
-        for u, ctx, sim in zip(units, contexts, sims):
-            vocab = set(content_words(ctx))
-            overlap = sum(1 for w in asked if _matches(w, vocab)) / len(asked) if asked else 0.0
-            has_number = bool(re.search(r"\d", u.text))
-            score = 0.45 * float(sim) + 0.45 * overlap + (0.15 if wants_number and has_number else 0.0)
-            score -= 0.03 * u.passage_index  # the fused ranking already weighed the passages
-            if len(u.text) < 12 and not has_number:
-                score -= 0.2  # fragments like "veelgenoemd ..." answer nothing
-            scores.append(score)
+        contexts = _contexts(units, passages)
+        scores = self._score(question, units, contexts)
         order = np.argsort(-np.asarray(scores), kind="stable")
         best = scores[order[0]]
         chosen: list[int] = []
-        budget = self.settings.answer_max_chars
         seen: set[str] = set()
         used = 0
-        for i in order:
-            u = units[i]
-            key = " ".join(u.text.lower().split())
-            if key in seen:
-                continue
-            if scores[i] < best - 0.12 and chosen:
-                break
-            if used + len(u.text) > budget and chosen:
-                continue
-            chosen.append(int(i))
+        budget = self.settings.answer_max_chars
+
+        def take(i: int) -> bool:
+            nonlocal used
+            key = " ".join(units[i].text.lower().split())
+            if key in seen or (chosen and used + len(units[i].text) > budget):
+                return False
+            chosen.append(i)
             seen.add(key)
-            used += len(u.text) + 6
-            if len(chosen) >= 3:
+            used += len(units[i].text) + 6
+            return True
+
+        for i in order:
+            if chosen and (scores[i] < best - 0.12 or len(chosen) >= 3):
                 break
-        # A list question gets the list items of the passage that answered best.
-        top = units[chosen[0]]
+            take(int(i))
         if _LIST_Q.search(question):
-            for i, u in enumerate(units):
-                key = " ".join(u.text.lower().split())
-                if u.passage_index == top.passage_index and u.is_list_item and key not in seen:
-                    if used + len(u.text) > budget:
-                        break
-                    chosen.append(i)
-                    seen.add(key)
-                    used += len(u.text) + 6
+            self._add_list(question, units, passages, take)
         chosen.sort(key=lambda i: (units[i].passage_index, units[i].position))
         return self._compose([units[i] for i in chosen], passages)
+
+    def _score(self, question: str, units: list[_Unit], contexts: list[str]) -> list[float]:
+        vectors = self.embeddings.encode([question] + contexts, self.embeddings.query_prefix)
+        sims = vectors[1:] @ vectors[0]
+        asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
+        vocabularies = [set(content_words(c)) for c in contexts]
+        # Rarer words among the candidates say more about which line answers ("ketens"
+        # versus "samenwerkingsverbanden", which every line mentions).
+        weights = {}
+        for w in asked:
+            df = sum(1 for v in vocabularies if _matches(w, v))
+            weights[w] = math.log((len(units) + 1) / (df + 0.5))
+        total = sum(weights.values())
+        wants_number = bool(_QUANTITY.search(question))
+        scores = []
+        for u, vocab, sim in zip(units, vocabularies, sims):
+            overlap = sum(weights[w] for w in asked if _matches(w, vocab)) / total if total > 0 else 0.0
+            has_number = bool(re.search(r"\d", u.text))
+            score = 0.45 * float(sim) + 0.45 * overlap + (0.15 if wants_number and has_number else 0.0)
+            score -= 0.03 * u.passage_index  # the fused ranking already weighed the passages
+            if len(u.text) < 15 and not has_number:
+                score -= 0.2  # fragments like "veelgenoemd ..." answer nothing
+            scores.append(score)
+        return scores
+
+    @staticmethod
+    def _add_list(question: str, units: list[_Unit], passages: list[Passage], take: Callable[[int], bool]) -> None:
+        """For "welke/wat zijn" questions, add the items of the list whose passage matches best."""
+        asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
+        by_passage: dict[int, list[int]] = {}
+        for i, u in enumerate(units):
+            if u.is_list_item:
+                by_passage.setdefault(u.passage_index, []).append(i)
+        best, best_pi = 0.0, None
+        for pi, members in by_passage.items():
+            if len(members) < 2 or not asked:
+                continue
+            p = passages[pi]
+            vocab = set(content_words(f"{p.section}\n{p.text}"))
+            overlap = sum(1 for w in asked if _matches(w, vocab)) / len(asked) - 0.03 * pi
+            if overlap > best:
+                best, best_pi = overlap, pi
+        if best_pi is None or best < 0.34:
+            return
+        for i in by_passage[best_pi]:
+            take(i)
 
     def _compose(self, chosen: list[_Unit], passages: list[Passage]) -> tuple[str, list[Citation]]:
         numbers: dict[int, int] = {}

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
+# Subsections up to this size are folded into their parent section's chunk.
+SMALL_SECTION_CHARS = 200
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•✓✗]|\d{1,3}[.)])\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
@@ -135,6 +137,10 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
     base_meta = {k: v for k, v in documents[0].metadata.items() if k != "page"}
     doc_id = base_meta["doc_id"]
 
+    section_sizes: dict[str, int] = {}
+    for unit in units:
+        section_sizes[unit.section] = section_sizes.get(unit.section, 0) + len(unit.text)
+
     current: list[_Unit] = []
 
     def emit():
@@ -156,17 +162,29 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
 
     for unit in units:
         size = sum(len(u.text) + 1 for u in current)
-        same_place = current and current[0].section == unit.section and current[0].page == unit.page
-        if current and (not same_place or size + len(unit.text) > chunk_size):
+        same_place = bool(current) and current[0].section == unit.section and current[0].page == unit.page
+        # Small subsections (chart panels, short lists) join their parent's chunk with
+        # their heading as a label, so numbers stay next to what they measure.
+        label = ""
+        if current and not same_place and current[0].page == unit.page:
+            parent = current[0].section + PATH_SEPARATOR
+            if unit.section.startswith(parent) and section_sizes[unit.section] <= SMALL_SECTION_CHARS:
+                label = unit.section[len(parent):]
+                if current[-1].section == unit.section:
+                    label = ""
+                same_place = True
+        text = f"{label}: {unit.text}" if label else unit.text
+        if current and (not same_place or size + len(text) > chunk_size):
             emit()
             overlap: list[_Unit] = []
-            if same_place and chunk_overlap:
+            if same_place and chunk_overlap and not label:
                 for prev in reversed(current):
                     if sum(len(u.text) for u in overlap) + len(prev.text) > chunk_overlap:
                         break
                     overlap.insert(0, prev)
             current = overlap
-        current.append(unit)
+            text = unit.text
+        current.append(_Unit(text, unit.section, unit.page))
     emit()
     return chunks
 

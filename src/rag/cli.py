@@ -144,5 +144,75 @@ def search(question: str, k: int | None, mode: str | None, as_json: bool) -> Non
         click.echo()
 
 
+def _print_answer(answer) -> None:
+    style = {"fg": "yellow"} if answer.refused else {}
+    click.echo(click.style(answer.text, **style))
+    if answer.condensed_question:
+        click.echo(click.style(f"(gezocht op: {answer.condensed_question})", dim=True))
+    for note in answer.notes:
+        click.echo(click.style(f"Let op: {note}", fg="cyan"))
+    if answer.citations:
+        click.echo("\nBronnen:")
+        for c in answer.citations:
+            page = f", p. {c.passage.page}" if c.passage.page else ""
+            click.echo(f"  [{c.n}] {c.passage.title}{page} — {c.passage.section}")
+    elif answer.refused and answer.passages:
+        click.echo("\nMisschien relevant:")
+        for p in answer.passages[:3]:
+            click.echo(f"  - {p.title} — {p.section}: {p.text.splitlines()[0][:100]}")
+
+
+def _assistant(settings: Settings):
+    from .answering import Assistant
+
+    return Assistant(settings)
+
+
+@main.command()
+@click.argument("question")
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=None, help="Number of passages (default RAG_K).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@handle_errors
+def ask(question: str, k: int | None, as_json: bool) -> None:
+    """Answer QUESTION with cited passages (extractive unless RAG_LLM is set)."""
+    settings = _settings(k=k)
+    question = _question(question, settings)
+    answer = _assistant(settings).ask(question, k=settings.k)
+    if as_json:
+        _out(answer.as_json())
+    else:
+        _print_answer(answer)
+
+
+@main.command()
+@click.option("-k", "k", type=click.IntRange(1, MAX_K), default=None, help="Number of passages (default RAG_K).")
+@handle_errors
+def chat(k: int | None) -> None:
+    """A terminal conversation with follow-up questions (empty line or Ctrl-D to stop)."""
+    from .errors import QuestionError
+
+    settings = _settings(k=k)
+    assistant = _assistant(settings)
+    history: list[dict] = []
+    click.echo("Stel een vraag over onderwijs en jeugdhulp (lege regel of Ctrl-D om te stoppen).")
+    while True:
+        try:
+            question = click.prompt("\nVraag", default="", show_default=False)
+        except (EOFError, click.Abort):
+            break
+        if not question.strip():
+            break
+        try:
+            answer = assistant.ask(question, history, k=settings.k)
+        except QuestionError as exc:
+            click.echo(str(exc), err=True)
+            continue
+        _print_answer(answer)
+        history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
+
+
+from .evaluation import eval_command  # noqa: E402
+main.add_command(eval_command, "eval")
+
 if __name__ == "__main__":
     main()

@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     ollama_num_ctx: int = Field(8192, ge=512, description="Ollama context window (its default 2048 drops passages).")
     answer_max_chars: int = Field(600, ge=100, description="Target length of an extractive answer.")
     refusal_max_unknown: float = Field(
-        0.67, ge=0, le=1, description="Refuse when this share of the question's subject words occurs nowhere in the corpus."
+        0.6, ge=0, le=1, description="Refuse when more than this share of the question's subject words occurs nowhere in the corpus."
     )
     refusal_min_dense: float = Field(0.40, ge=-1, le=1, description="Refuse when the best passage's cosine similarity is below this.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")

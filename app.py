@@ -1,0 +1,27 @@
+"""Streamlit entry point: page setup, sidebar and navigation. The pages live in src/rag/ui/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+try:
+    import rag.ui  # noqa: F401
+except ModuleNotFoundError:  # a checkout without `pip install -e .`
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from rag.ui import common, page_file  # noqa: E402
+
+st.set_page_config(page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon="📚", layout="centered")
+
+# The menu, in order; a new page is one more line here.
+PAGES = [
+    st.Page(page_file("chat"), title="Chat", icon="💬", url_path="chat", default=True),
+    st.Page(page_file("sources"), title="Bronnen", icon="📄", url_path="bronnen"),
+]
+
+page = st.navigation(PAGES)
+common.sidebar(common.load_settings())
+page.run()

@@ -1,0 +1,297 @@
+"""Shared UI parts: settings, the cached Assistant, first-run indexing, safe Markdown, upload checks.
+
+Heavy modules (the index, the embedding model) are imported inside functions so the
+app starts fast. Document text is only ever rendered as escaped Markdown, never as HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+import zipfile
+from io import BytesIO
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING
+
+import streamlit as st
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.index import Index
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TYPES = ("pdf", "docx", "md", "txt", "html")
+TEXT_TYPES = frozenset({"md", "txt", "html"})
+MAX_NAME_CHARS = 100
+MAX_PASSAGES_SLIDER = 10
+KIND_LABELS = {
+    "rapport": "Rapport",
+    "factsheet": "Factsheet",
+    "handreiking": "Handreiking",
+    "webpagina": "Webpagina",
+    "other": "Overig",
+}
+NO_DOCUMENTS = (
+    "Er zijn nog geen documenten om vragen over te beantwoorden. Voeg het rapport, de factsheet "
+    "of de handreiking toe op de pagina **Bronnen**."
+)
+
+# Skip reasons from the loaders (English, one line) -> Dutch, matched by prefix.
+_SKIP_REASONS = (
+    ("binary content", "het tekstbestand bevat binaire gegevens"),
+    ("not a valid DOCX", "het is geen geldig Word-bestand (DOCX)"),
+    ("encrypted PDF", "de PDF is beveiligd met een wachtwoord"),
+    ("corrupt or unreadable PDF", "de PDF is beschadigd of onleesbaar"),
+    ("PDF has no text layer", "de PDF bevat geen tekst (gescand?); laat er eerst tekstherkenning (OCR) op los"),
+    ("unsupported file type", "dit bestandstype wordt niet ondersteund"),
+    ("file is larger than", "het bestand is te groot"),
+    ("cannot read file", "het bestand kan niet gelezen worden"),
+    ("empty file", "het bestand is leeg"),
+    ("file named .pdf is a ZIP", "het bestand heet .pdf maar is een ZIP-archief"),
+    ("file named .pdf does not start", "het bestand heet .pdf maar is geen PDF"),
+    ("file named .docx", "het bestand heet .docx maar is geen Word-bestand"),
+    ("no text found", "er staat geen leesbare tekst in"),
+    ("could not be read", "het bestand kon niet gelezen worden"),
+    ("same document id", "er is al een document met dezelfde bestandsnaam; geef het een andere naam"),
+    ("no such file", "het bestand bestaat niet"),
+)
+
+
+# -- settings and the cached assistant --------------------------------------------
+def load_settings() -> "Settings":
+    """Settings from the environment; a Dutch error (and stop) when one is invalid."""
+    from pydantic import ValidationError
+
+    from rag.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        st.error(f"Ongeldige instelling RAG_{str(first['loc'][0]).upper()}: {first['msg']}. Pas de instelling aan.")
+        st.stop()
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_assistant(key: str, _settings: "Settings"):
+    from rag.answering import Assistant
+
+    return Assistant(_settings)
+
+
+def get_assistant(settings: "Settings"):
+    """The Assistant for these settings, shared by all sessions (loads the model once)."""
+    return _cached_assistant(settings.model_dump_json(), settings)
+
+
+def forget_assistant() -> None:
+    """Drop cached Assistants so the next question sees a changed index."""
+    _cached_assistant.clear()
+
+
+def open_catalog(settings: "Settings") -> "Index | None":
+    """The index for reading its catalog, or None when none has been built."""
+    from rag.index import Index
+
+    index = Index(settings)
+    return index if index.catalog_path.is_file() else None
+
+
+def index_documents(settings: "Settings") -> list[dict]:
+    """Indexed documents (empty when there is no index yet)."""
+    index = open_catalog(settings)
+    if index is None:
+        return []
+    try:
+        return index.documents()
+    finally:
+        index.close()
+
+
+def ensure_index(settings: "Settings") -> bool:
+    """Build the index on first run (with progress); False when there is nothing to index."""
+    from rag.index import Index
+    from rag.loaders import discover
+
+    index = Index(settings)
+    try:
+        if index.exists():
+            return True
+        corpus = Path(settings.corpus_dir)
+        files = discover([corpus])[0] if corpus.is_dir() else []
+        if not files:
+            st.info(NO_DOCUMENTS)
+            return False
+        with st.status("Eerste start: de documenten worden geïndexeerd…", expanded=True) as status:
+            st.write(f"{len(files)} document(en) in `{corpus}`; het embeddingmodel wordt geladen.")
+            bar = st.progress(0.0, text="Passages voorbereiden…")
+            report = index.ingest(progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"))
+            status.update(label=f"Index klaar: {report.documents} document(en), {report.chunks_total} passages",
+                          state="complete", expanded=False)
+        show_skipped(report.skipped)
+        if not index.exists():
+            st.info(NO_DOCUMENTS)
+            return False
+        return True
+    finally:
+        index.close()
+
+
+def sidebar(settings: "Settings") -> None:
+    """Active answerer, embedding model and the passages slider (session key `k`)."""
+    from rag.errors import RagError
+    from rag.llm import describe_llm
+
+    with st.sidebar:
+        try:
+            st.markdown(f"**Antwoorden:** {escape_markdown(describe_llm(settings))}")
+        except RagError as exc:
+            st.error(exc.dutch)
+        index = open_catalog(settings)
+        if index is None:
+            st.markdown("**Embeddingmodel:** nog geen index")
+        else:
+            try:
+                info = index.info()
+            finally:
+                index.close()
+            st.markdown(f"**Embeddingmodel:** {escape_markdown(str(info['embed_model']))}")
+            st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
+        st.slider("Aantal passages", 1, MAX_PASSAGES_SLIDER, min(settings.k, MAX_PASSAGES_SLIDER), key="k",
+                  help="Hoeveel passages de assistent per vraag opzoekt.")
+
+
+# -- safe Markdown ----------------------------------------------------------------
+_MD_SPECIAL = re.compile(r"[\\`*_{}\[\]()#+\-.!|~$=:>]")
+
+
+def escape_markdown(text: str) -> str:
+    """Escape Markdown syntax and HTML so `text` renders literally in st.markdown."""
+
+    def repl(m: re.Match) -> str:
+        ch = m.group(0)
+        if ch == "&":
+            return "&amp;"
+        if ch == "<":
+            return "&lt;"
+        return "\\" + ch
+
+    return re.sub(r"[&<]|" + _MD_SPECIAL.pattern, repl, text)
+
+
+def _emphasise(segment: str) -> str:
+    """Escaped, highlighted segment; surrounding spaces stay outside the markers."""
+    core = segment.strip()
+    if not core:
+        return segment
+    lead = segment[: len(segment) - len(segment.lstrip())]
+    trail = segment[len(segment.rstrip()):]
+    return f"{lead}:orange-background[**{escape_markdown(core)}**]{trail}"
+
+
+def passage_markdown(text: str, quote: str | None = None) -> str:
+    """Passage text as safe Markdown, with `quote` (if found) highlighted line by line."""
+    from rag.citations import highlight_spans
+
+    spans = highlight_spans(text, quote) if quote else [(text, False)]
+    lines: list[list[tuple[str, bool]]] = [[]]
+    for segment, quoted in spans:
+        for i, piece in enumerate(segment.split("\n")):
+            if i:
+                lines.append([])
+            lines[-1].append((piece, quoted))
+    rendered: list[str] = []
+    for pieces in lines:
+        line = "".join(_emphasise(p) if q else escape_markdown(p) for p, q in pieces).strip()
+        rendered.append(line)
+    out = ""
+    for line in rendered:
+        if not line:
+            out += "\n\n" if out and not out.endswith("\n\n") else ""
+        else:
+            out += ("  \n" if out and not out.endswith("\n\n") else "") + line
+    return out.strip()
+
+
+def answer_markdown(text: str) -> str:
+    """Answer text as safe Markdown, keeping the answerer's `- ` list items as a list."""
+    lines = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("- "):
+            lines.append("- " + escape_markdown(stripped[2:]))
+        else:
+            lines.append(escape_markdown(stripped))
+    return "\n".join(lines)
+
+
+def short_section(title: str, section: str) -> str:
+    """The section path without its leading document title."""
+    parts = [p for p in (section or "").split(" › ") if p]
+    if parts and parts[0].lower() in (title or "").lower():
+        parts = parts[1:]
+    return " › ".join(parts)
+
+
+# -- uploads ----------------------------------------------------------------------
+def sanitize_filename(name: str, max_chars: int = MAX_NAME_CHARS) -> str:
+    """A safe file name: last path part only, [A-Za-z0-9._-], no leading dots, bounded length."""
+    base = re.split(r"[\\/]", name or "")[-1]
+    base = unicodedata.normalize("NFKD", base)
+    base = "".join(ch for ch in base if not unicodedata.combining(ch))
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base)
+    base = re.sub(r"-{2,}", "-", base).lstrip(".")
+    suffix = PurePath(base).suffix.lower() if "." in base else ""
+    if not re.fullmatch(r"\.[a-z0-9]{1,10}", suffix or ".x"):
+        suffix = ""
+    stem = base[: len(base) - len(suffix)] if suffix else base
+    stem = re.sub(r"\.{2,}", ".", stem).strip("-._") or "document"
+    return stem[: max(1, max_chars - len(suffix))].rstrip("-._") + suffix
+
+
+def check_upload(data: bytes, name: str, max_bytes: int) -> str | None:
+    """Why an upload is refused (Dutch), or None: type by name, size, and content by magic bytes."""
+    suffix = PurePath(sanitize_filename(name)).suffix.lower().lstrip(".")
+    if suffix not in UPLOAD_TYPES:
+        allowed = ", ".join(t.upper() for t in UPLOAD_TYPES)
+        return f"Dit bestandstype ({suffix.upper() or 'onbekend'}) wordt niet ondersteund; kies een {allowed}-bestand."
+    if not data:
+        return "Het bestand is leeg."
+    if len(data) > max_bytes:
+        return f"Het bestand is te groot ({len(data) / 2**20:.1f} MB; maximaal {max_bytes / 2**20:.0f} MB)."
+    if suffix == "pdf" and not data.lstrip()[:5].startswith(b"%PDF"):
+        if data.startswith(b"PK"):
+            return "Dit bestand heet .pdf maar is een ZIP-archief (bijvoorbeeld een Word-bestand), geen PDF."
+        return "Dit bestand heet .pdf maar is geen PDF."
+    if suffix == "docx" and not _is_docx(data):
+        return "Dit bestand heet .docx maar is geen geldig Word-bestand."
+    if suffix in TEXT_TYPES and b"\x00" in data and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "Dit tekstbestand bevat binaire gegevens (NUL-bytes); is het wel een tekstbestand?"
+    return None
+
+
+def _is_docx(data: bytes) -> bool:
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(BytesIO(data)) as archive:
+            return "word/document.xml" in archive.namelist()
+    except zipfile.BadZipFile:
+        return False
+
+
+def dutch_skip_reason(reason: str) -> str:
+    """A loader's English skip reason in Dutch (the original kept when unknown)."""
+    for prefix, dutch in _SKIP_REASONS:
+        if reason.startswith(prefix):
+            return dutch
+    return f"overgeslagen ({reason})"
+
+
+def show_skipped(skipped: list[dict]) -> None:
+    """One Dutch warning listing the files an ingest skipped and why."""
+    if skipped:
+        lines = [f"- {escape_markdown(PurePath(s['path']).name)}: {dutch_skip_reason(s['reason'])}" for s in skipped]
+        st.warning("Niet alle bestanden zijn ingelezen:\n\n" + "\n".join(lines))

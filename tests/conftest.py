@@ -1,0 +1,261 @@
+"""Shared fixtures and helpers for the test suite.
+
+Everything here is real: the bundled embedding model, embedded Chroma, a `chroma run`
+server on 127.0.0.1, PDFs written with fpdf2. Nothing reaches the internet
+(HF_HUB_OFFLINE=1 is forced below).
+
+Helpers (plain functions, importable as `from conftest import make_pdf`, and also
+available as fixtures of the same name):
+
+- `make_pdf(path, pages, title=None, bookmarks=None, user_password=None)`
+- `make_settings(tmp, **overrides)` -> Settings isolated in a temp folder
+- `free_port()` -> a free TCP port on 127.0.0.1
+
+Fixtures:
+
+- `embedder` (session): the default embedding model, loaded once per test run.
+- `corpus_index` (session): (settings, index) over a copy of `corpus/`, ingested once.
+  Treat it as read-only; tests that change files or the index use `make_index`.
+- `corpus_copy` (function): a fresh copy of `corpus/` in tmp_path.
+- `make_index` (function): factory building an isolated (settings, index), ingested by default.
+- `chroma_server` (session): URL of a real `chroma run` server on 127.0.0.1 (terminated at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+CORPUS = ROOT / "corpus"
+VENV_BIN = Path(sys.executable).parent
+
+# The package may not be pip-installed (editable) yet: make `import rag` work from src/.
+try:  # pragma: no cover - depends on the environment
+    import rag  # noqa: F401
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, str(SRC))
+
+from rag.config import Settings  # noqa: E402
+
+# A TrueType font makes any Unicode text possible in generated PDFs; without one we
+# fall back to fpdf2's core Helvetica, which only encodes Latin-1.
+_TTF_CANDIDATES = [
+    Path("/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"),
+    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+]
+TTF_FONT = next((p for p in _TTF_CANDIDATES if p.is_file()), None)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def make_pdf(
+    path: Path,
+    pages: list[str],
+    title: str | None = None,
+    bookmarks: list[tuple[int, str, int]] | None = None,
+    user_password: str | None = None,
+) -> Path:
+    """Write a PDF with one page per string in `pages` (text layer, real fonts).
+
+    - `title` sets the PDF metadata title.
+    - `bookmarks`: (page number 1-based, title, level 0..) outline entries, written with
+      fpdf2's `start_section` at the top of that page (in the given order).
+    - `user_password`: encrypt the file so it cannot be opened without that password.
+
+    Text is Unicode-safe when a TTF font is present (`TTF_FONT`), otherwise Latin-1 only.
+    Returns `path`.
+    """
+    from fpdf import FPDF
+
+    path = Path(path)
+    pdf = FPDF()
+    if user_password is not None:
+        pdf.set_encryption(owner_password="eigenaar-" + user_password, user_password=user_password)
+    if TTF_FONT is not None:
+        pdf.add_font("Body", "", str(TTF_FONT))
+        pdf.set_font("Body", size=11)
+    else:
+        pdf.set_font("helvetica", size=11)
+    if title:
+        pdf.set_title(title)
+    marks = bookmarks or []
+    for number, text in enumerate(pages, start=1):
+        pdf.add_page()
+        for page, mark, level in marks:
+            if page == number:
+                pdf.start_section(mark, level=level)
+        if text:
+            pdf.multi_cell(0, 6, text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pdf.output(str(path))
+    return path
+
+
+def make_settings(tmp: Path, **overrides) -> Settings:
+    """Settings whose corpus and index live under `tmp` (no RAG_CHROMA_URL leaks in).
+
+    Defaults: corpus_dir=tmp/"corpus", index_dir=tmp/"index", chroma_url=None; any
+    Settings field can be overridden by keyword.
+    """
+    tmp = Path(tmp)
+    values = {"corpus_dir": tmp / "corpus", "index_dir": tmp / "index", "chroma_url": None}
+    values.update(overrides)
+    return Settings(**values)
+
+
+def copy_corpus(dest: Path) -> Path:
+    """Copy the shipped `corpus/` folder to `dest` and return it."""
+    shutil.copytree(CORPUS, dest)
+    return dest
+
+
+def free_port() -> int:
+    """A TCP port that is free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll `url` until it answers 200; fail early if `proc` exits."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - 127.0.0.1 only
+                if resp.status == 200:
+                    return
+        except Exception as exc:  # noqa: BLE001 - connection refused while starting
+            last = exc
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} did not answer within {timeout}s ({last})")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a child process we started (kill it if it does not stop)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(name="make_pdf")
+def _make_pdf_fixture():
+    """The `make_pdf` helper as a fixture."""
+    return make_pdf
+
+
+@pytest.fixture(name="make_settings")
+def _make_settings_fixture():
+    """The `make_settings` helper as a fixture."""
+    return make_settings
+
+
+@pytest.fixture
+def corpus_copy(tmp_path: Path) -> Path:
+    """A fresh, writable copy of the shipped corpus at tmp_path/"corpus"."""
+    return copy_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The default embedding model (bundled all-MiniLM-L6-v2), loaded once per session.
+
+    `Index` picks up the same instance through `rag.embeddings.get_embeddings`'s cache
+    as long as the model name and batch size are the defaults.
+    """
+    from rag.config import DEFAULT_EMBED_MODEL
+    from rag.embeddings import get_embeddings
+
+    return get_embeddings(DEFAULT_EMBED_MODEL, Settings.model_fields["embed_batch_size"].default)
+
+
+@pytest.fixture(scope="session")
+def corpus_index(tmp_path_factory, embedder):
+    """(settings, index): the shipped corpus, copied to a temp dir and ingested once.
+
+    Shared by the whole session: do not change its files or write to the index. The
+    returned Index has been `open()`ed and is ready for `HybridSearcher`.
+    """
+    from rag.index import Index
+
+    base = tmp_path_factory.mktemp("corpus_index")
+    copy_corpus(base / "corpus")
+    settings = make_settings(base)
+    index = Index(settings, embeddings=embedder)
+    report = index.ingest()
+    assert report.documents >= 2, report.as_json()
+    index.open()
+    return settings, index
+
+
+@pytest.fixture
+def make_index(tmp_path: Path, embedder):
+    """Factory: `make_index(corpus_dir=None, ingest=True, **settings_overrides) -> (settings, index)`.
+
+    Without `corpus_dir` a fresh copy of the shipped corpus is used. The index lives in
+    its own folder under tmp_path (each call gets a new one).
+    """
+    from rag.index import Index
+
+    counter = {"n": 0}
+
+    def factory(corpus_dir: Path | None = None, ingest: bool = True, **overrides):
+        counter["n"] += 1
+        base = tmp_path / f"idx{counter['n']}"
+        base.mkdir()
+        if corpus_dir is None:
+            corpus_dir = copy_corpus(base / "corpus")
+        settings = make_settings(base, corpus_dir=Path(corpus_dir), **overrides)
+        index = Index(settings, embeddings=embedder)
+        if ingest:
+            index.ingest()
+        return settings, index
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory):
+    """URL (http://127.0.0.1:PORT) of a real `chroma run` server, stopped after the session."""
+    chroma = VENV_BIN / "chroma"
+    if not chroma.exists():
+        pytest.skip("the `chroma` CLI is not installed in this environment")
+    data = tmp_path_factory.mktemp("chroma_server")
+    port = free_port()
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--host", "127.0.0.1", "--port", str(port), "--path", str(data / "db")],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "ANONYMIZED_TELEMETRY": "False"},
+    )
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=60, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
+        log.close()
