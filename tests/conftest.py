@@ -49,7 +49,7 @@ try:  # pragma: no cover - depends on the environment
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(SRC))
 
-from rag.config import Settings  # noqa: E402
+from rag.config import Settings
 
 # A TrueType font makes any Unicode text possible in generated PDFs; without one we
 # fall back to fpdf2's core Helvetica, which only encodes Latin-1.
@@ -139,7 +139,7 @@ def wait_for_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - 127.0.0.1 only
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
                     return
         except Exception as exc:  # noqa: BLE001 - connection refused while starting

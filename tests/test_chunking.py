@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import CORPUS, make_pdf
 from langchain_core.documents import Document
 
-from conftest import CORPUS, make_pdf
 from rag.chunking import PATH_SEPARATOR, chunk_documents, split_sentences
 from rag.lexical import LexicalIndex, content_words, fold_accents, tokenize, words
 from rag.loaders import load_file, read_manifest
@@ -160,11 +160,6 @@ def test_pdf_chunks_keep_page_numbers(tmp_path):
         assert " ".join(chunk.text.split()) == text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="chunking.chunk_documents restarts the heading path on every page: a section that continues "
-    "on the next PDF page loses its headings",
-)
 def test_heading_path_continues_across_pdf_pages(tmp_path):
     path = make_pdf(
         tmp_path / "rapport.pdf",

@@ -468,7 +468,7 @@ class Assistant:
     ) -> Answer:
         """Answer a question (with optional chat history) from the indexed documents."""
         question = validate_question(question, self.settings.max_question_chars)
-        k = check_k(k or self.settings.k)
+        k = check_k(self.settings.k if k is None else k)
         history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
         notes: list[str] = []
         condensed = question

@@ -73,9 +73,12 @@ def _clean_inline(text: str) -> str:
     return m.group(2).strip() if m else text
 
 
-def iter_units(text: str, root: str, page: int | None, start_path: list[str] | None = None):
-    """Yield units (list item / sentence) with their heading path; also return the final path."""
-    path: list[tuple[int, str]] = [(0, h) for h in (start_path or [])]
+def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, str]] | None = None):
+    """Yield units (list item / sentence) with their heading path.
+
+    `state` carries the heading path from one page to the next (updated in place).
+    """
+    path: list[tuple[int, str]] = state if state is not None else []
     paragraph: list[str] = []
 
     def section() -> str:
@@ -99,7 +102,7 @@ def iter_units(text: str, root: str, page: int | None, start_path: list[str] | N
             yield from flush()
             level = len(heading.group(1))
             title = _clean_inline(heading.group(2))
-            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, title)]
+            path[:] = [(lvl, h) for lvl, h in path if lvl < level] + [(level, title)]
             continue
         if not line.strip():
             yield from flush()
@@ -129,9 +132,10 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
     chunks: list[Chunk] = []
     seen: dict[str, int] = {}
     units: list[_Unit] = []
+    state: list[tuple[int, str]] = []
     for doc in documents:
         root = short_title(doc.metadata.get("title", "")) if root_title else ""
-        units.extend(iter_units(doc.page_content, root, doc.metadata.get("page")))
+        units.extend(iter_units(doc.page_content, root, doc.metadata.get("page"), state))
     if not documents:
         return chunks
     base_meta = {k: v for k, v in documents[0].metadata.items() if k != "page"}

@@ -359,6 +359,7 @@ class Index:
                 client.delete_collection(self.settings.collection)
             except Exception:  # noqa: BLE001 - absent is fine
                 pass
+        self._release_embedded_chroma()
         for name in (CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old"):
             target = self.dir / name
             if target.is_dir():
@@ -366,6 +367,17 @@ class Index:
             elif target.exists():
                 target.unlink()
         self._lexical = None
+
+    def _release_embedded_chroma(self) -> None:
+        """chromadb caches one client system per folder; stop it before deleting the folder,
+        or the next write in this process hits a stale read-only database."""
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        key = str(self.dir / "chroma")
+        system = SharedSystemClient._identifier_to_system.pop(key, None)
+        SharedSystemClient._identifier_to_refcount.pop(key, None)
+        if system is not None:
+            system.stop()
 
     def ingest(
         self,

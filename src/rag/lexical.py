@@ -23,6 +23,12 @@ DUTCH_STOPWORDS = frozenset(
     wie hoe hoeveel waarom wanneer ik je jij u hij zij ze we wij jullie hun hen
     mij me mijn jouw uw zijn haar ons onze hem men iets niets alle alles veel meer
     meest wat zich zelf dan toen nu al wel eens even heel zeer erg vooral volgens
+    sinds eerder echt elk elke ieder iedere mee zoals inmiddels alleen allen toch
+    tegen nooit altijd vaak soms steeds gewoon zelfs verder daarbij daarvan
+    gaan gaat ging gegaan doen doet deed gedaan maken maakt maakte gemaakt komen
+    komt kwam gekomen krijgen krijgt kreeg gekregen zien ziet zag gezien kijken
+    kijkt vinden vindt vond gevonden staan staat stond gestaan zeggen zegt zei
+    gezegd horen hoort hoorde spelen speelt lopen loopt liggen ligt houden houdt
     the a an and or of to in on for is are was were what which who how many much
     does do did with by at from about as be this that these those it its
     """.split()
@@ -69,11 +75,16 @@ def tokenize(text: str, keep_stopwords: bool = False) -> list[str]:
     return tokens
 
 
+_DOUBLE_VOWEL = re.compile(r"([aeou])\1")
+
+
 def similar_tokens(a: str, b: str) -> bool:
     """Equal, or one an inflection of the other that the stemmer left apart ("ervaart"/"ervar"):
-    the shorter (>= 4 letters) starts the longer and covers at least 70% of it."""
+    after folding double vowels, the shorter (>= 4 letters) starts the longer and covers
+    at least 70% of it."""
     if a == b:
         return True
+    a, b = _DOUBLE_VOWEL.sub(r"\1", a), _DOUBLE_VOWEL.sub(r"\1", b)
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
     return len(short) >= 4 and long_.startswith(short) and len(short) >= 0.7 * len(long_)
 
@@ -100,7 +111,20 @@ class LexicalIndex:
         self._sorted_vocabulary = sorted(self.vocabulary)
 
     def knows(self, token: str) -> bool:
-        """True when the corpus has this token or an inflection of it (see `similar_tokens`)."""
+        """True when the corpus has this token, an inflection of it (see `similar_tokens`),
+        or, for a compound, a known part of at least 5 letters ("netwerkvorm")."""
+        if self._knows_word(token):
+            return True
+        if len(token) >= 9:
+            for cut in range(5, len(token) - 3):
+                head, tail = token[:cut], token[cut:]
+                if head in self.vocabulary or (head.endswith("s") and head[:-1] in self.vocabulary):
+                    return True
+                if len(tail) >= 5 and tail in self.vocabulary:
+                    return True
+        return False
+
+    def _knows_word(self, token: str) -> bool:
         if token in self.vocabulary:
             return True
         for length in range(4, len(token)):

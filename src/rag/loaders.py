@@ -116,8 +116,11 @@ def _load_html(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(decode_text(data), "html.parser")
-    for tag in soup(["script", "style", "noscript", "nav", "footer", "header", "form", "svg"]):
+    for tag in soup(["script", "style", "noscript", "nav", "form", "svg"]):
         tag.decompose()
+    for tag in soup(["header", "footer"]):  # page furniture, but an article's header holds its title
+        if tag.find_parent(["article", "main"]) is None:
+            tag.decompose()
     meta: dict = {}
     if soup.title and soup.title.get_text(strip=True):
         meta["title"] = soup.title.get_text(" ", strip=True)
@@ -201,8 +204,10 @@ def _pdf_outline(reader) -> dict[int, list[str]]:
 def _load_pdf(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     import io
 
+    import zlib
+
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -227,7 +232,8 @@ def _load_pdf(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
             pages.append((number, body))
     except UnreadableFile:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError, NotImplementedError,
+            RecursionError, zlib.error) as exc:
         raise UnreadableFile(f"corrupt or unreadable PDF ({exc.__class__.__name__})") from exc
     if not any(text.strip() for _, text in pages):
         raise UnreadableFile("PDF has no text layer (scanned?); OCR it first")

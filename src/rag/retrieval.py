@@ -61,7 +61,7 @@ class HybridSearcher:
         query = (query or "").strip()
         if not query:
             raise QuestionError("The question is empty.", "Stel een vraag.")
-        k = check_k(k or self.settings.k)
+        k = check_k(self.settings.k if k is None else k)
         mode = mode or self.settings.retrieval_mode
         n = max(self.settings.candidates, k)
         dense: list[tuple[str, float]] = []

@@ -1,0 +1,330 @@
+"""Index integration: the real embedding model, real Chroma (embedded and server), real BM25."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SRC, copy_corpus, free_port, make_pdf, make_settings
+
+from rag.errors import (
+    ConfigError,
+    IndexMismatchError,
+    IndexMissingError,
+    QuestionError,
+    StoreUnavailableError,
+)
+from rag.index import CATALOG, Index
+from rag.retrieval import HybridRetriever, HybridSearcher, Passage
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "Welk deel van de gemeenten ervaart knelpunten?"
+DOCS = {"factsheet-2021", "projectpagina-2021"}
+
+
+def _ids(index: Index, doc_id: str) -> list[str]:
+    return [c.chunk_id for c in index.chunks_of(doc_id)]
+
+
+def _assert_91_in_top3(passages: list[Passage]) -> None:
+    top = passages[:3]
+    assert any(p.doc_id == "factsheet-2021" and "91%" in p.text for p in top), [
+        (p.doc_id, p.text[:60]) for p in passages
+    ]
+
+
+def _forget_embedded_chroma(index_dir: Path) -> None:
+    """Drop chromadb's per-process cached client for a folder that another process rewrote."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    key = str(Path(index_dir) / "chroma")
+    SharedSystemClient._identifier_to_system.pop(key, None)
+    SharedSystemClient._identifier_to_refcount.pop(key, None)
+
+
+# -- the shipped corpus ----------------------------------------------------------------
+
+
+def test_shipped_corpus_is_indexed(corpus_index):
+    _, index = corpus_index
+    info = index.info()
+    assert info["documents"] == 2
+    assert info["chunks"] > 10
+    assert info["embed_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["dimension"] == 384
+    docs = {d["doc_id"]: d for d in index.documents()}
+    assert set(docs) == DOCS
+    assert docs["factsheet-2021"]["kind"] == "factsheet"
+    assert docs["projectpagina-2021"]["title"] == "Aansluiting onderwijs en jeugdhulp 2021 (projectpagina)"
+    assert sum(d["chunks"] for d in docs.values()) == info["chunks"]
+    assert index.collection().count() == info["chunks"]
+    chunks = index.chunks_of("factsheet-2021")
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+
+
+def test_hybrid_search_finds_the_91_percent(corpus_index):
+    settings, index = corpus_index
+    passages = HybridSearcher(index).search(QUESTION)
+    assert len(passages) == settings.k
+    _assert_91_in_top3(passages)
+    hit = next(p for p in passages if "91%" in p.text)
+    assert hit.section == "Factsheet Aansluiting onderwijs en jeugdhulp 2021 › Veel knelpunten"
+    assert hit.title == "Factsheet Aansluiting onderwijs en jeugdhulp 2021"
+    assert hit.kind == "factsheet" and hit.page is None
+    assert hit.url.startswith("https://www.oberon.eu/")
+    assert hit.lexical_rank is not None and hit.dense_score is not None
+    scores = [p.score for p in passages]
+    assert scores == sorted(scores, reverse=True)
+    assert len({p.chunk_id for p in passages}) == len(passages)
+
+
+def test_lexical_mode_and_k(corpus_index):
+    _, index = corpus_index
+    searcher = HybridSearcher(index)
+    lexical = searcher.search(QUESTION, k=3, mode="lexical")
+    assert len(lexical) == 3
+    _assert_91_in_top3(lexical)
+    assert all(p.dense_score is None for p in lexical)
+    dense = searcher.search(QUESTION, k=2, mode="dense")
+    assert len(dense) == 2 and all(p.lexical_score is None and p.dense_score is not None for p in dense)
+    assert searcher.search("wachtlijsten jeugdhulp", k=1)[0].doc_id == "factsheet-2021"
+
+
+def test_search_is_deterministic(corpus_index):
+    _, index = corpus_index
+    searcher = HybridSearcher(index)
+    first = [(p.chunk_id, p.score) for p in searcher.search(QUESTION)]
+    assert first == [(p.chunk_id, p.score) for p in searcher.search(QUESTION)]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", None])
+def test_empty_query_is_rejected(corpus_index, bad):
+    with pytest.raises(QuestionError):
+        HybridSearcher(corpus_index[1]).search(bad)
+
+
+@pytest.mark.parametrize("k", [-1, 51])
+def test_out_of_range_k_is_rejected(corpus_index, k):
+    with pytest.raises(ConfigError):
+        HybridSearcher(corpus_index[1]).search(QUESTION, k=k)
+
+
+def test_k_zero_is_rejected(corpus_index):
+    with pytest.raises(ConfigError):
+        HybridSearcher(corpus_index[1]).search(QUESTION, k=0)
+
+
+def test_langchain_retriever(corpus_index):
+    _, index = corpus_index
+    docs = HybridRetriever(searcher=HybridSearcher(index), k=3).invoke(QUESTION)
+    assert len(docs) == 3
+    assert any("91%" in d.page_content and d.metadata["doc_id"] == "factsheet-2021" for d in docs)
+    assert {"chunk_id", "section", "page", "score"} <= set(docs[0].metadata)
+
+
+# -- incremental ingest ----------------------------------------------------------------
+
+
+def test_second_ingest_changes_nothing(make_index):
+    _, index = make_index()
+    ids_before = {d: _ids(index, d) for d in DOCS}
+    report = index.ingest()
+    assert (report.added, report.removed, report.unchanged) == (0, 0, 2)
+    assert report.documents == 2 and report.chunks_total == sum(map(len, ids_before.values()))
+    assert report.skipped == [] and report.changed_docs == []
+    assert {d: _ids(index, d) for d in DOCS} == ids_before
+
+
+def test_editing_one_document_only_touches_its_chunks(make_index):
+    settings, index = make_index()
+    factsheet_before = _ids(index, "factsheet-2021")
+    page_before = _ids(index, "projectpagina-2021")
+    path = settings.corpus_dir / "projectpagina-2021.md"
+    path.write_text(
+        path.read_text(encoding="utf-8")
+        + "\nDe zeldzame zebrakwestie kwam tijdens het onderzoek in Zeeuws-Vlaanderen ter sprake.\n",
+        encoding="utf-8",
+    )
+    report = index.ingest()
+    assert report.added > 0
+    assert report.unchanged == 1
+    assert report.changed_docs == ["projectpagina-2021"]
+    assert _ids(index, "factsheet-2021") == factsheet_before
+    page_after = _ids(index, "projectpagina-2021")
+    assert page_after != page_before
+    assert report.added == len(set(page_after) - set(page_before))
+    assert report.removed == len(set(page_before) - set(page_after))
+    # no stale vectors are left behind, and the new text is searchable
+    assert index.collection().count() == report.chunks_total == index.info()["chunks"]
+    top = HybridSearcher(index).search("zebrakwestie Zeeuws-Vlaanderen", k=1)[0]
+    assert top.doc_id == "projectpagina-2021" and "zebrakwestie" in top.text
+
+
+def test_deleting_a_file_removes_its_chunks(make_index):
+    settings, index = make_index()
+    factsheet_chunks = len(_ids(index, "factsheet-2021"))
+    (settings.corpus_dir / "factsheet-2021.md").unlink()
+    report = index.ingest()
+    assert report.removed == factsheet_chunks
+    assert (report.documents, report.added, report.unchanged) == (1, 0, 1)
+    assert index.chunks_of("factsheet-2021") == []
+    assert [d["doc_id"] for d in index.documents()] == ["projectpagina-2021"]
+    assert index.collection().count() == report.chunks_total
+    passages = HybridSearcher(index).search(QUESTION)
+    assert passages and all(p.doc_id == "projectpagina-2021" for p in passages)
+
+
+def test_documents_outside_the_ingested_paths_are_kept(make_index, tmp_path):
+    _, index = make_index()
+    extra = tmp_path / "los" / "notitie.md"
+    extra.parent.mkdir()
+    extra.write_text("# Notitie\n\nEen losse notitie over thuiszitters.\n", encoding="utf-8")
+    assert index.ingest([extra]).documents == 3
+    report = index.ingest()  # only the corpus folder: the loose note stays
+    assert report.documents == 3 and report.removed == 0
+
+
+def test_rebuild_in_process_starts_clean(make_index, tmp_path):
+    settings, index = make_index()
+    extra = tmp_path / "notitie.md"
+    extra.write_text("# Notitie\n\nEen losse notitie over thuiszitters.\n", encoding="utf-8")
+    index.ingest([extra])
+    report = index.ingest(rebuild=True)
+    assert (report.documents, report.unchanged, report.removed) == (2, 0, 0)
+    assert report.added == report.chunks_total
+    assert {d["doc_id"] for d in index.documents()} == DOCS
+    assert index.collection().count() == report.chunks_total
+    _assert_91_in_top3(HybridSearcher(Index(settings).open()).search(QUESTION))
+
+
+def test_cli_rebuild_in_fresh_process_starts_clean(make_index, tmp_path):
+    """`rag ingest --rebuild` (its own process, as users run it) drops everything not in the corpus."""
+    settings, index = make_index()
+    extra = tmp_path / "notitie.md"
+    extra.write_text("# Notitie\n\nEen losse notitie over thuiszitters.\n", encoding="utf-8")
+    index.ingest([extra])
+    assert index.info()["documents"] == 3
+    index.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_INDEX_DIR=str(settings.index_dir),
+        RAG_CORPUS_DIR=str(settings.corpus_dir),
+        PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+        HF_HUB_OFFLINE="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "ingest", "--rebuild", "--json"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["documents"], report["unchanged"], report["removed"]) == (2, 0, 0)
+    assert report["added"] == report["chunks_total"] > 10
+    with sqlite3.connect(settings.index_dir / CATALOG) as db:
+        assert {r[0] for r in db.execute("SELECT doc_id FROM documents")} == DOCS
+    _forget_embedded_chroma(settings.index_dir)  # our process still caches the deleted store
+    reopened = Index(settings).open()
+    assert reopened.collection().count() == report["chunks_total"]
+    _assert_91_in_top3(HybridSearcher(reopened).search(QUESTION))
+
+
+# -- errors a user can cause -------------------------------------------------------------
+
+
+def test_model_mismatch_in_catalog(make_index):
+    settings, index = make_index()
+    index.close()
+    with sqlite3.connect(settings.index_dir / CATALOG) as db:
+        db.execute("UPDATE meta SET value='intfloat/multilingual-e5-small' WHERE key='embed_model'")
+    with pytest.raises(IndexMismatchError) as info:
+        Index(settings).open()
+    message = str(info.value)
+    assert "rag ingest --rebuild" in message and "intfloat/multilingual-e5-small" in message
+    assert "\n" not in message
+    assert "rag ingest --rebuild" in info.value.dutch and info.value.dutch != message
+    with pytest.raises(IndexMismatchError, match="rag ingest --rebuild"):
+        Index(settings).ingest()
+
+
+def test_model_mismatch_with_another_model_path(make_index, embedder, tmp_path):
+    settings, _ = make_index()
+    from rag.embeddings import default_model_path
+
+    other = tmp_path / "mijn-model"
+    other.mkdir()
+    for item in default_model_path().iterdir():  # a cheap "copy" of the default model
+        (other / item.name).symlink_to(item)
+    with pytest.raises(IndexMismatchError, match="rag ingest --rebuild"):
+        Index(settings.with_overrides(embed_model=str(other))).open()
+
+
+def test_missing_index(tmp_path):
+    settings = make_settings(tmp_path)
+    with pytest.raises(IndexMissingError) as info:
+        Index(settings).open()
+    assert "rag ingest" in str(info.value)
+    assert info.value.exit_code == 2
+    assert not (tmp_path / "index" / CATALOG).exists()
+
+
+def test_empty_corpus_gives_an_empty_index_error(make_index, tmp_path):
+    empty = tmp_path / "leeg"
+    empty.mkdir()
+    settings, _ = make_index(corpus_dir=empty)
+    with pytest.raises(IndexMissingError, match="rag ingest"):
+        Index(settings).open()
+
+
+def test_unreadable_files_are_skipped_and_the_rest_is_indexed(make_index, tmp_path):
+    corpus = copy_corpus(tmp_path / "corpus")
+    (corpus / "leeg.txt").write_bytes(b"")
+    rng = random.Random(7)
+    (corpus / "kapot.pdf").write_bytes(b"%PDF-1.4\n" + bytes(rng.getrandbits(8) for _ in range(2048)))
+    (corpus / "setup.exe").write_bytes(b"MZ\x90\x00")
+    make_pdf(corpus / "handreiking-2021.pdf", ["De handreiking noemt vijf werkzame factoren."], title="Handreiking")
+    _, index = make_index(corpus_dir=corpus, ingest=False)
+    report = index.ingest()
+    reasons = {Path(s["path"]).name: s["reason"] for s in report.skipped}
+    assert set(reasons) == {"leeg.txt", "kapot.pdf", "setup.exe"}
+    assert "empty" in reasons["leeg.txt"]
+    assert "PDF" in reasons["kapot.pdf"]
+    assert "unsupported" in reasons["setup.exe"]
+    assert all(isinstance(r, str) and r and "\n" not in r for r in reasons.values())
+    assert report.documents == 3
+    assert {d["doc_id"] for d in index.documents()} == DOCS | {"handreiking-2021"}
+    [pdf_chunk] = index.chunks_of("handreiking-2021")
+    assert pdf_chunk.page == 1 and pdf_chunk.kind == "handreiking"
+
+
+def test_unreachable_chroma_server(tmp_path):
+    settings = make_settings(tmp_path, chroma_url=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(StoreUnavailableError) as info:
+        Index(settings).collection(create=True)
+    assert "chroma run" in str(info.value)
+
+
+# -- a real Chroma server -------------------------------------------------------------------
+
+
+def test_search_against_chroma_server(chroma_server, embedder, tmp_path):
+    corpus = copy_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path, corpus_dir=corpus, index_dir=tmp_path / "index2", chroma_url=chroma_server)
+    index = Index(settings, embeddings=embedder)
+    report = index.ingest()
+    assert report.documents == 2 and report.added == report.chunks_total > 10
+    assert not (settings.index_dir / "chroma").exists()  # vectors live in the server
+    assert index.collection().count() == report.chunks_total
+    again = index.ingest()
+    assert (again.added, again.unchanged) == (0, 2)
+    opened = Index(settings, embeddings=embedder).open()
+    passages = HybridSearcher(opened).search(QUESTION)
+    _assert_91_in_top3(passages)
+    assert next(p for p in passages if "91%" in p.text).section.endswith("› Veel knelpunten")
