@@ -12,14 +12,16 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from rag.ui import common, page_file  # noqa: E402
+from rag.ui import common, page_file
 
-st.set_page_config(page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon="📚", layout="centered")
+st.set_page_config(
+    page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon=":material/menu_book:", layout="centered"
+)
 
 # The menu, in order; a new page is one more line here.
 PAGES = [
-    st.Page(page_file("chat"), title="Chat", icon="💬", url_path="chat", default=True),
-    st.Page(page_file("sources"), title="Bronnen", icon="📄", url_path="bronnen"),
+    st.Page(page_file("chat"), title="Chat", icon=":material/chat:", url_path="chat", default=True),
+    st.Page(page_file("sources"), title="Bronnen", icon=":material/description:", url_path="bronnen"),
 ]
 
 page = st.navigation(PAGES)

@@ -268,9 +268,10 @@ class ExtractiveAnswerer:
 
     name = "extractief"
 
-    def __init__(self, embeddings, settings: Settings):
+    def __init__(self, embeddings, settings: Settings, idf: Callable[[str], float] | None = None):
         self.embeddings = embeddings
         self.settings = settings
+        self.idf = idf
 
     def answer(self, question: str, passages: list[Passage]) -> tuple[str, list[Citation]]:
         """Pick and order the passage lines that answer the question; return text and citations."""
@@ -310,12 +311,15 @@ class ExtractiveAnswerer:
         sims = vectors[1:] @ vectors[0]
         asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
         vocabularies = [set(content_words(c)) for c in contexts]
-        # Rarer words among the candidates say more about which line answers ("ketens"
-        # versus "samenwerkingsverbanden", which every line mentions).
+        # Rarer words say more about which line answers: "kansen" or "ketens" rather than
+        # "onderwijs" or "samenwerkingsverbanden", which the whole corpus is about.
         weights = {}
         for w in asked:
-            df = sum(1 for v in vocabularies if _matches(w, v))
-            weights[w] = math.log((len(units) + 1) / (df + 0.5))
+            if self.idf is not None:
+                weights[w] = self.idf(w)
+            else:
+                df = sum(1 for v in vocabularies if _matches(w, v))
+                weights[w] = math.log((len(units) + 1) / (df + 0.5))
         total = sum(weights.values())
         wants_number = bool(_QUANTITY.search(question))
         scores = []
@@ -450,7 +454,7 @@ class Assistant:
         self.settings = settings
         self.index = index or Index(settings).open()
         self.searcher = HybridSearcher(self.index, settings)
-        self.extractive = ExtractiveAnswerer(self.index.embeddings, settings)
+        self.extractive = ExtractiveAnswerer(self.index.embeddings, settings, lambda w: self.index.lexical().idf(w))
         model = chat_model if chat_model is not None else build_chat_model(settings)
         self.llm = LLMAnswerer(model, settings, describe_llm(settings) if chat_model is None else "llm") if model else None
         self._lock = threading.Lock()

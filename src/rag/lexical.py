@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import re
 import shutil
 import threading
@@ -109,6 +110,15 @@ class LexicalIndex:
         vocab = getattr(retriever, "vocab_dict", None) or {}
         self.vocabulary = frozenset(w for w in vocab if w)
         self._sorted_vocabulary = sorted(self.vocabulary)
+        self._doc_freq: dict[str, int] = {}
+        if retriever is not None:
+            indptr = np.asarray(retriever.scores["indptr"])
+            self._doc_freq = {w: int(indptr[i + 1] - indptr[i]) for w, i in vocab.items() if w}
+
+    def idf(self, token: str) -> float:
+        """Inverse document frequency over chunks; words the corpus lacks weigh most."""
+        n = len(self.ids)
+        return math.log((n + 1) / (self._doc_freq.get(token, 0) + 0.5))
 
     def knows(self, token: str) -> bool:
         """True when the corpus has this token, an inflection of it (see `similar_tokens`),

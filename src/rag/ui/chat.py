@@ -114,7 +114,7 @@ def _answer(question: str, settings) -> None:
             st.error(exc.dutch)
             _messages().append({"role": "assistant", "content": "", "error": exc.dutch})
             return
-        except Exception:  # noqa: BLE001 - a bug must not show a traceback to the user
+        except Exception:
             log.exception("answering failed")
             error = "Er ging iets mis bij het beantwoorden. Probeer het opnieuw of stel de vraag anders."
             st.error(error)
@@ -142,7 +142,7 @@ def render() -> None:
 
     settings = common.load_settings()
     st.title("Vraag het de bronnen")
-    st.sidebar.button("Nieuw gesprek", on_click=_new_conversation, icon="🗨️")
+    st.sidebar.button("Nieuw gesprek", on_click=_new_conversation, icon=":material/add_comment:")
     typed = st.chat_input("Stel een vraag over onderwijs en jeugdhulp…")
     raw = typed if typed is not None else st.session_state.pop("pending_question", None)
     try:
@@ -151,7 +151,7 @@ def render() -> None:
         st.error(exc.dutch)
         return
     if not ready:
-        st.page_link(page_file("sources"), label="Naar Bronnen", icon="📄")
+        st.page_link(page_file("sources"), label="Naar Bronnen", icon=":material/description:")
         return
     question = error = None
     if raw is not None:

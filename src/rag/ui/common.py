@@ -6,7 +6,6 @@ app starts fast. Document text is only ever rendered as escaped Markdown, never 
 
 from __future__ import annotations
 
-import logging
 import re
 import unicodedata
 import zipfile
@@ -19,8 +18,6 @@ import streamlit as st
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
-
-log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = ("pdf", "docx", "md", "txt", "html")
 TEXT_TYPES = frozenset({"md", "txt", "html"})
@@ -60,7 +57,7 @@ _SKIP_REASONS = (
 
 
 # -- settings and the cached assistant --------------------------------------------
-def load_settings() -> "Settings":
+def load_settings() -> Settings:
     """Settings from the environment; a Dutch error (and stop) when one is invalid."""
     from pydantic import ValidationError
 
@@ -75,13 +72,13 @@ def load_settings() -> "Settings":
 
 
 @st.cache_resource(show_spinner=False)
-def _cached_assistant(key: str, _settings: "Settings"):
+def _cached_assistant(key: str, _settings: Settings):
     from rag.answering import Assistant
 
     return Assistant(_settings)
 
 
-def get_assistant(settings: "Settings"):
+def get_assistant(settings: Settings):
     """The Assistant for these settings, shared by all sessions (loads the model once)."""
     return _cached_assistant(settings.model_dump_json(), settings)
 
@@ -91,7 +88,7 @@ def forget_assistant() -> None:
     _cached_assistant.clear()
 
 
-def open_catalog(settings: "Settings") -> "Index | None":
+def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
     from rag.index import Index
 
@@ -99,7 +96,7 @@ def open_catalog(settings: "Settings") -> "Index | None":
     return index if index.catalog_path.is_file() else None
 
 
-def index_documents(settings: "Settings") -> list[dict]:
+def index_documents(settings: Settings) -> list[dict]:
     """Indexed documents (empty when there is no index yet)."""
     index = open_catalog(settings)
     if index is None:
@@ -110,7 +107,7 @@ def index_documents(settings: "Settings") -> list[dict]:
         index.close()
 
 
-def ensure_index(settings: "Settings") -> bool:
+def ensure_index(settings: Settings) -> bool:
     """Build the index on first run (with progress); False when there is nothing to index."""
     from rag.index import Index
     from rag.loaders import discover
@@ -139,14 +136,14 @@ def ensure_index(settings: "Settings") -> bool:
         index.close()
 
 
-def sidebar(settings: "Settings") -> None:
+def sidebar(settings: Settings) -> None:
     """Active answerer, embedding model and the passages slider (session key `k`)."""
     from rag.errors import RagError
     from rag.llm import describe_llm
 
     with st.sidebar:
         try:
-            st.markdown(f"**Antwoorden:** {escape_markdown(describe_llm(settings))}")
+            st.markdown(f"**Antwoorden:** {_code(describe_llm(settings))}")
         except RagError as exc:
             st.error(exc.dutch)
         index = open_catalog(settings)
@@ -157,10 +154,14 @@ def sidebar(settings: "Settings") -> None:
                 info = index.info()
             finally:
                 index.close()
-            st.markdown(f"**Embeddingmodel:** {escape_markdown(str(info['embed_model']))}")
+            st.markdown(f"**Embeddingmodel:** {_code(str(info['embed_model']))}")
             st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
         st.slider("Aantal passages", 1, MAX_PASSAGES_SLIDER, min(settings.k, MAX_PASSAGES_SLIDER), key="k",
                   help="Hoeveel passages de assistent per vraag opzoekt.")
+
+
+def _code(value: str) -> str:
+    return "`" + value.replace("`", "'") + "`"
 
 
 # -- safe Markdown ----------------------------------------------------------------

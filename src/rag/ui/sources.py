@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import streamlit as st
 
@@ -123,9 +123,9 @@ def _research_status(docs: list[dict]) -> None:
         label = common.KIND_LABELS[kind]
         if found:
             titles = ", ".join(common.escape_markdown(d["title"]) for d in found)
-            st.markdown(f"✅ **{label}** — {titles}")
+            st.markdown(f":green[:material/check_circle:] **{label}** — {titles}")
         else:
-            st.markdown(f"❌ **{label}** ontbreekt")
+            st.markdown(f":red[:material/cancel:] **{label}** ontbreekt")
             missing.append(kind)
     if {"rapport", "handreiking"} & set(missing):
         st.info(
@@ -193,10 +193,9 @@ def _upload_form(settings) -> None:
         st.session_state["upload_flash"] = ("warning", f"{result.path.name} is niet toegevoegd: {'; '.join(result.skipped)}.")
     else:
         again = " (stond er al; de index is bijgewerkt)" if result.already_present else ""
-        st.session_state["upload_flash"] = (
-            "success", f"‘{result.title}’ is toegevoegd als {result.path.name}{again}: {result.chunks} passages. "
-            "U kunt er nu vragen over stellen.",
-        )
+        message = (f"‘{result.title}’ is toegevoegd als {result.path.name}{again}: {result.chunks} passages. "
+                   "U kunt er nu vragen over stellen.")
+        st.session_state["upload_flash"] = ("success", message)
     st.rerun()
 
 
