@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import math
 import re
-import threading
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from .citations import check_answer, drop_invalid_markers, markers
+from .citations import check_answer, drop_invalid_markers, markers, numbers_in
 from .config import Settings
 from .errors import LLMError, QuestionError
 from .index import Index
@@ -22,7 +22,7 @@ from .retrieval import HybridSearcher, Passage, check_k
 log = logging.getLogger(__name__)
 
 REFUSAL_TEXT = "Dat staat niet in de beschikbare bronnen."
-NOTE_LLM_DOWN = "LLM niet bereikbaar, extractief antwoord."
+NOTE_LLM_DOWN = "LLM niet bereikbaar of antwoord onbruikbaar; extractief antwoord getoond."
 KIND_LABEL = {
     "factsheet": "de factsheet",
     "rapport": "het rapport",
@@ -190,7 +190,9 @@ def answerability(question: str, passages: list[Passage], settings: Settings, kn
             coverage = max(coverage, sum(1 for w in asked if _matches(w, vocab)) / len(asked))
     dense_top = max((p.dense_score or 0.0) for p in passages) if passages else 0.0
     injection = bool(_INJECTION.search(question))
-    dense_ratio = dense_top / settings.refusal_min_dense if settings.refusal_min_dense > 0 else 1.0
+    has_dense = any(p.dense_score is not None for p in passages)
+    # Lexical-only retrieval has no similarity to judge by: decide on the words alone.
+    dense_ratio = dense_top / settings.refusal_min_dense if settings.refusal_min_dense > 0 and has_dense else 1.0
     known_ratio = (1 - unknown) / (1 - settings.refusal_max_unknown) if settings.refusal_max_unknown < 1 else 1.0
     # Up to max_unknown unknown words passes; more refuses.
     known_ratio = max(known_ratio, 1.0) if unknown <= settings.refusal_max_unknown else min(known_ratio, 0.99)
@@ -392,12 +394,18 @@ CONDENSE_PROMPT = """Herschrijf de laatste vraag van de gebruiker als een zelfst
 met de context uit het gesprek. Geef alleen de herschreven vraag, zonder uitleg."""
 
 
+_PASSAGE_TAG = re.compile(r"<(\s*/?\s*passage)", re.I)
+
+
 def passages_block(passages: list[Passage]) -> str:
-    """Passages as numbered data blocks for the prompt."""
+    """Passages as numbered data blocks for the prompt; a document cannot close its block."""
     parts = []
     for i, p in enumerate(passages, start=1):
         page = f", p. {p.page}" if p.page else ""
-        parts.append(f"<passage nummer=\"{i}\" bron=\"{p.title}{page}\" sectie=\"{p.section}\">\n{p.text}\n</passage>")
+        source = html.escape(f"{p.title}{page}", quote=True)
+        section = html.escape(p.section, quote=True)
+        text = _PASSAGE_TAG.sub(r"&lt;\1", p.text)
+        parts.append(f"<passage nummer=\"{i}\" bron=\"{source}\" sectie=\"{section}\">\n{text}\n</passage>")
     return "\n\n".join(parts)
 
 
@@ -444,6 +452,13 @@ class LLMAnswerer:
         return text
 
 
+def _best_line(passage: str, claims: str) -> str:
+    """The passage line that shares most numbers, then most content words, with the claims."""
+    lines = [ln for ln in passage.splitlines() if ln.strip()] or [passage]
+    claim_numbers, claim_words = set(numbers_in(claims)), set(content_words(claims))
+    return max(lines, key=lambda s: (len(claim_numbers & set(numbers_in(s))), len(claim_words & set(content_words(s)))))
+
+
 # -- the assistant ----------------------------------------------------------------
 class Assistant:
     """The one API the app, the CLI and the evals call: `ask(question, history) -> Answer`."""
@@ -457,7 +472,6 @@ class Assistant:
         self.extractive = ExtractiveAnswerer(self.index.embeddings, settings, lambda w: self.index.lexical().idf(w))
         model = chat_model if chat_model is not None else build_chat_model(settings)
         self.llm = LLMAnswerer(model, settings, describe_llm(settings) if chat_model is None else "llm") if model else None
-        self._lock = threading.Lock()
 
     @property
     def backend(self) -> str:
@@ -493,7 +507,8 @@ class Assistant:
                           condensed if condensed != question else None, verdict.score)
         if self.llm:
             try:
-                return self._llm_answer(question, condensed, passages, verdict.score, notes, on_token)
+                # A copy: notes about a rejected model answer must not stick to the fallback.
+                return self._llm_answer(question, condensed, passages, verdict.score, list(notes), on_token)
             except LLMError as exc:
                 log.warning("LLM failed, falling back to extractive: %s", exc)
                 notes.append(NOTE_LLM_DOWN)
@@ -511,15 +526,17 @@ class Assistant:
                           condensed if condensed != question else None, score)
         if not markers(text):
             raise LLMError("LLM answer cites no passage")
-        for check in check_answer(text, [p.text for p in passages]):
-            if check.missing_numbers:
+        checks = check_answer(text, [p.text for p in passages])
+        for check in checks:
+            missing = check.missing_numbers + check.missing_names
+            if missing:
                 notes.append(
-                    f"Let op: {', '.join(check.missing_numbers)} staat niet in de geciteerde passage(s): “{check.sentence[:80]}”"
+                    f"Let op: {', '.join(missing)} staat niet in de geciteerde passage(s): “{check.sentence[:80]}”"
                 )
         citations = []
         for n in dict.fromkeys(markers(text)):
             p = passages[n - 1]
-            quote = next((s for s in p.text.splitlines() if s.strip()), p.text)
-            citations.append(Citation(n, p, quote))
+            claims = " ".join(c.sentence for c in checks if n in c.cited)
+            citations.append(Citation(n, p, _best_line(p.text, claims)))
         return Answer(question, text, False, citations, passages, self.llm.name, notes,
                       condensed if condensed != question else None, score)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
+# Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
+CHUNKER_VERSION = "structure-v2"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .lexical import content_words, fold_accents
 
@@ -16,6 +16,9 @@ _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 SUPPORT_OVERLAP = 0.5
 
 
+_NAME = re.compile(r"[A-Za-zÀ-ÿ][\w'’-]*")
+
+
 @dataclass
 class SentenceCheck:
     """One answer sentence, the passages it cites, and whether they support it."""
@@ -25,6 +28,24 @@ class SentenceCheck:
     supported: bool
     missing_numbers: list[str]
     overlap: float
+    missing_names: list[str] = field(default_factory=list)
+
+
+def names_in(sentence: str) -> list[str]:
+    """Proper names and acronyms in a sentence: capitalised words not starting a clause, and
+    any word with two or more capitals (OCW, NRO; G4 is caught by its number)."""
+    out: list[str] = []
+    body = _MARKER.sub("", sentence)
+    for m in _NAME.finditer(body):
+        word = m.group(0).strip("'’-")
+        if not word:
+            continue
+        before = body[: m.start()].rstrip()
+        clause_start = not before or before[-1] in ".!?:;(\"'“‘-•*✓✗"
+        capitals = sum(ch.isupper() for ch in word)
+        if capitals >= 2 or (word[0].isupper() and not clause_start):
+            out.append(word)
+    return out
 
 
 def markers(text: str) -> list[int]:
@@ -54,31 +75,53 @@ def numbers_in(text: str) -> list[str]:
 
 
 def split_answer_sentences(text: str) -> list[str]:
-    """Split an answer into sentences/lines, keeping each sentence's trailing [n] markers."""
+    """Split an answer into sentences/lines, keeping each sentence's trailing [n] markers;
+    a piece ending in an abbreviation ("St.") is joined to the next one."""
+    from .chunking import _ABBREVIATIONS
+
     pieces: list[str] = []
     for line in text.splitlines():
         line = line.strip()
         if not line:
             continue
         parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=\])\s+(?=[A-Z\"'(-])", line)
-        pieces.extend(p.strip() for p in parts if p.strip())
+        for part in (p.strip() for p in parts if p.strip()):
+            if pieces and not markers(pieces[-1]) and pieces[-1].endswith(_ABBREVIATIONS):
+                pieces[-1] = f"{pieces[-1]} {part}"
+            else:
+                pieces.append(part)
     return pieces
 
 
 def check_sentence(sentence: str, passages: list[str]) -> SentenceCheck:
-    """Is the sentence supported by the cited passage texts (numbers verbatim, words overlapping)?"""
+    """Is the sentence supported by its cited passages ([n] = passages[n-1])?
+
+    Supported means: its numbers and names occur verbatim in the cited passages and at
+    least SUPPORT_OVERLAP of its content words do.
+    """
     cited = markers(sentence)
     texts = [passages[n - 1] for n in cited if 1 <= n <= len(passages)]
     body = _MARKER.sub("", sentence)
     if not texts:
-        return SentenceCheck(sentence, cited, False, numbers_in(body), 0.0)
+        return SentenceCheck(sentence, cited, False, numbers_in(body), 0.0, names_in(body))
     haystack = fold_accents(" ".join(texts))
     hay_numbers = set(numbers_in(haystack))
     missing = [n for n in numbers_in(body) if n not in hay_numbers]
+    hay_tokens = set(re.findall(r"\w+", haystack))
+    missing_names = [w for w in names_in(body) if not any(ch.isdigit() for ch in w) and fold_accents(w) not in hay_tokens]
     words = content_words(body)
     hay_words = set(content_words(haystack))
     overlap = sum(1 for w in words if w in hay_words) / len(words) if words else 1.0
-    return SentenceCheck(sentence, cited, not missing and overlap >= SUPPORT_OVERLAP, missing, overlap)
+    supported = not missing and not missing_names and overlap >= SUPPORT_OVERLAP
+    return SentenceCheck(sentence, cited, supported, missing, overlap, missing_names)
+
+
+def supports(sentence: str, passages: list[str]) -> bool:
+    """The support rule of `check_sentence`, against these passage texts whatever the markers say."""
+    if not passages:
+        return False
+    body = _MARKER.sub("", sentence)
+    return check_sentence(f"{body} [1]", [" ".join(passages)]).supported
 
 
 def check_answer(text: str, passages: list[str]) -> list[SentenceCheck]:

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
     retrieval_mode: str = Field("hybrid", description="hybrid | dense | lexical")
     llm: str = Field("none", description="none | ollama:MODEL | openai:MODEL")
-    llm_timeout: float = Field(60.0, gt=0, description="Seconds before an LLM call is abandoned.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds the LLM may stay silent (connect, first token, between tokens) before the extractive answer is used.")
     ollama_num_ctx: int = Field(8192, ge=512, description="Ollama context window (its default 2048 drops passages).")
     answer_max_chars: int = Field(600, ge=100, description="Target length of an extractive answer.")
     refusal_max_unknown: float = Field(

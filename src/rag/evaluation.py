@@ -31,12 +31,14 @@ import statistics
 import subprocess
 import sys
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import click
 
+from .citations import names_in, supports  # noqa: F401 - the support rule lives in citations
 from .config import MAX_K, Settings
 from .errors import RagError
 
@@ -100,7 +102,7 @@ def _is_str_list(value: Any) -> bool:
 def parse_case(data: Any) -> EvalCase:
     """Validate one decoded line; raise ValueError saying what is wrong."""
     if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")  # noqa: TRY004
     missing = [k for k in ("id", "user_input", "reference", "facts", "reference_doc_ids", "answerable") if k not in data]
     if missing:
         raise ValueError(f"missing field(s): {', '.join(missing)}")
@@ -109,13 +111,13 @@ def parse_case(data: Any) -> EvalCase:
     if not isinstance(data["user_input"], str) or not data["user_input"].strip():
         raise ValueError("'user_input' must be a non-empty string")
     if not isinstance(data["reference"], str):
-        raise ValueError("'reference' must be a string")
+        raise ValueError("'reference' must be a string")  # noqa: TRY004
     if not _is_str_list(data["facts"]) or any(not f.strip() for f in data["facts"]):
         raise ValueError("'facts' must be a list of non-empty strings")
     if not _is_str_list(data["reference_doc_ids"]):
         raise ValueError("'reference_doc_ids' must be a list of strings")
     if not isinstance(data["answerable"], bool):
-        raise ValueError("'answerable' must be true or false")
+        raise ValueError("'answerable' must be true or false")  # noqa: TRY004
     history = data.get("history") or []
     if not isinstance(history, list) or not all(
         isinstance(m, dict) and m.get("role") in ("user", "assistant") and isinstance(m.get("content"), str)
@@ -238,60 +240,19 @@ class SentenceVerdict:
     needed: list[bool]
 
 
-_NAME = re.compile(r"[A-Za-zÀ-ÿ][\w'’-]*")
-
-
-def names_in(sentence: str) -> list[str]:
-    """Proper names and acronyms in a sentence: capitalised words not starting a clause, and
-    any word with two or more capitals (OCW, NRO, G4 is caught by its number)."""
-    out: list[str] = []
-    body = _MARKER.sub("", sentence)
-    for m in _NAME.finditer(body):
-        word = m.group(0).strip("'’-")
-        if not word:
-            continue
-        before = body[: m.start()].rstrip()
-        clause_start = not before or before[-1] in ".!?:;(\"'“‘-•*✓✗"
-        capitals = sum(ch.isupper() for ch in word)
-        if capitals >= 2 or (word[0].isupper() and not clause_start):
-            out.append(word)
-    return out
-
-
-def supports(sentence: str, passages: list[str]) -> bool:
-    """Offline support: numbers and names verbatim in the passages, content words overlap.
-
-    Uses rag.citations' number pattern, content words and SUPPORT_OVERLAP (justified there).
-    """
-    from .citations import SUPPORT_OVERLAP, numbers_in
-    from .lexical import content_words, fold_accents
-
-    if not passages:
-        return False
-    body = _MARKER.sub("", sentence)
-    haystack = fold_accents(" ".join(passages))
-    if set(numbers_in(body)) - set(numbers_in(haystack)):
-        return False
-    hay_words = set(re.findall(r"\w+", haystack))
-    if any(fold_accents(w) not in hay_words for w in names_in(body) if not any(ch.isdigit() for ch in w)):
-        return False
-    words = content_words(body)
-    hay_content = set(content_words(haystack))
-    overlap = sum(1 for w in words if w in hay_content) / len(words) if words else 1.0
-    return overlap >= SUPPORT_OVERLAP
-
-
 def claim_sentences(text: str) -> list[str]:
     """The answer's sentences that make a claim.
 
     Leaves out lines that only introduce a list ("Volgens de factsheet (Veel knelpunten):")
-    and fragments without a content word or number.
+    and fragments without a content word or number; a piece ending in an abbreviation
+    ("St.") is joined to the next one.
     """
     from .citations import markers, numbers_in, split_answer_sentences
     from .lexical import content_words
 
+    pieces = split_answer_sentences(text)
     out = []
-    for s in split_answer_sentences(text):
+    for s in pieces:
         body = _MARKER.sub("", s).strip()
         if not markers(s) and body.endswith(":"):
             continue
@@ -301,15 +262,18 @@ def claim_sentences(text: str) -> list[str]:
     return out
 
 
-def citation_verdicts(text: str, passages: list[PassageView]) -> list[SentenceVerdict]:
-    """ALCE citation recall/precision per claim sentence, with the offline support check."""
+def citation_verdicts(text: str, sources: dict[int, PassageView]) -> list[SentenceVerdict]:
+    """ALCE citation recall/precision per claim sentence, with the offline support check.
+
+    `sources` maps each [n] to the passage it stands for (the answer's citation list).
+    """
     from .citations import markers
 
-    shown = [p.shown_text for p in passages]
+    shown = {n: p.shown_text for n, p in sources.items()}
     verdicts = []
     for s in claim_sentences(text):
-        cited = [n for n in dict.fromkeys(markers(s)) if 1 <= n <= len(shown)]
-        supported = bool(cited) and supports(s, [shown[n - 1] for n in cited])
+        cited = [n for n in dict.fromkeys(markers(s)) if n in shown]
+        supported = bool(cited) and supports(s, [shown[n] for n in cited])
         needed: list[bool] = []
         for n in cited:
             if not supported:
@@ -317,23 +281,28 @@ def citation_verdicts(text: str, passages: list[PassageView]) -> list[SentenceVe
             elif len(cited) == 1:
                 needed.append(True)
             else:
-                alone = supports(s, [shown[n - 1]])
-                rest = supports(s, [shown[m - 1] for m in cited if m != n])
+                alone = supports(s, [shown[n]])
+                rest = supports(s, [shown[m] for m in cited if m != n])
                 needed.append(alone or not rest)
         verdicts.append(SentenceVerdict(s, cited, supported, needed))
     return verdicts
 
 
-def citation_metrics(text: str, passages: list[PassageView]) -> tuple[dict[str, float], list[SentenceVerdict]]:
-    """Validity, supported-sentence share and citation precision of one answer."""
+def citation_metrics(
+    text: str, sources: dict[int, PassageView], shown_ids: Iterable[str]
+) -> tuple[dict[str, float], list[SentenceVerdict]]:
+    """Validity, supported-sentence share and citation precision of one answer.
+
+    A marker [n] is valid when the answer's citations map n to a passage that was shown
+    (retrieved for this question). An answer without any [n] cites nothing: not valid.
+    """
     from .citations import markers
 
     found = markers(text)
-    metrics: dict[str, float] = {
-        # An answer without any [n] cites nothing: not valid (every claim must be traceable).
-        "citation_validity": float(bool(found) and all(1 <= n <= len(passages) for n in found)),
-    }
-    verdicts = citation_verdicts(text, passages)
+    shown_ids = set(shown_ids)
+    valid = {n: p for n, p in sources.items() if p.chunk_id in shown_ids}
+    metrics: dict[str, float] = {"citation_validity": float(bool(found) and all(n in valid for n in found))}
+    verdicts = citation_verdicts(text, valid)
     if verdicts:
         metrics["supported_sentences"] = sum(v.supported for v in verdicts) / len(verdicts)
     total = sum(len(v.needed) for v in verdicts)
@@ -415,7 +384,11 @@ def score_case(result: CaseResult) -> CaseResult:
     m["refusal_correct"] = float(result.refused == (not c.answerable))
     if not result.refused:
         m["answer_chars"] = float(len(result.response))
-        cit, result.verdicts = citation_metrics(result.response, result.passages)
+        sources = {}
+        for c in result.citations:
+            passage = next((p for p in result.passages if p.chunk_id == c["chunk_id"]), None)
+            sources.setdefault(c["n"], passage or PassageView(c["chunk_id"], c["doc_id"], ""))
+        cit, result.verdicts = citation_metrics(result.response, sources, [p.chunk_id for p in result.passages])
         m.update(cit)
     result.metrics = {**m, **{k: v for k, v in result.metrics.items() if k not in m}}
     return result
@@ -470,7 +443,7 @@ def run_assistant(assistant, cases: list[EvalCase], k: int, desc: str = "ours", 
     return results
 
 
-_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 
 
 def strip_front_matter(text: str) -> str:
@@ -532,8 +505,8 @@ class TutorialPipeline:
     def close(self) -> None:
         try:
             self.store.delete_collection()
-        except Exception:  # noqa: BLE001 - best effort cleanup of a temp store
-            pass
+        except Exception as exc:  # noqa: BLE001 - best effort cleanup of a temp store
+            log.debug("could not delete the tutorial collection: %s", exc)
         self._tmp.cleanup()
 
 
@@ -574,7 +547,7 @@ def _judge_json(chat_model, system: str, user: str) -> dict:
 
     try:
         reply = chat_model.invoke([SystemMessage(system), HumanMessage(user)])
-    except Exception as exc:  # noqa: BLE001 - any client/server error: not computed
+    except Exception as exc:
         raise JudgeError(f"judge call failed: {exc.__class__.__name__}: {exc}") from exc
     text = str(reply.content).strip()
     text = re.sub(r"^```(?:json)?\s*|\s*```$", "", text)
@@ -633,12 +606,12 @@ def judge_results(results: list[CaseResult], chat_model, embeddings, progress: b
     for r in _progress([r for r in results if not r.refused], "judge", progress):
         contexts = [p.shown_text for p in r.passages]
         question = r.condensed_question or r.case.user_input
-        for name, call in (
-            ("faithfulness", lambda: judge_faithfulness(chat_model, question, r.response, contexts)),
-            ("answer_relevance", lambda: judge_relevance(chat_model, embeddings, question, r.response)),
+        for name, call, args in (
+            ("faithfulness", judge_faithfulness, (chat_model, question, r.response, contexts)),
+            ("answer_relevance", judge_relevance, (chat_model, embeddings, question, r.response)),
         ):
             try:
-                r.metrics[name] = round(call(), 4)
+                r.metrics[name] = round(call(*args), 4)
             except JudgeError as exc:
                 log.warning("judge %s not computed for %s: %s", name, r.case.id, exc)
                 r.judge_errors.append(f"{name}: {exc}")
@@ -759,7 +732,7 @@ def summary_rows(run: EvalRun) -> tuple[list[str], list[list[str]]]:
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) if i < 2 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
     return "\n".join([line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
 
 
@@ -784,22 +757,22 @@ def markdown_report(run: EvalRun) -> str:
     parts = [
         "# Answer-quality eval",
         "",
-        f"Dataset `{run.dataset}` ({len(run.ours.results)} cases) · answerer `{cfg['answerer']}` · "
-        f"embeddings `{cfg['embed_model']}` · k={cfg['k']} · chunking {cfg['chunking']} · commit `{cfg['commit']}`",
+        (f"Dataset `{run.dataset}` ({len(run.ours.results)} cases) · answerer `{cfg['answerer']}` · "
+         f"embeddings `{cfg['embed_model']}` · k={cfg['k']} · chunking {cfg['chunking']} · commit `{cfg['commit']}`"),
         "",
         "## Summary",
         "",
         markdown_table(*summary_rows(run)),
         "",
-        "Retrieval and fact metrics average over answerable cases; citation metrics over answered (not refused) "
-        "cases; refusal accuracy over all cases. Citation support is the offline ALCE-style check (numbers and "
-        "names verbatim in the cited passages, content-word overlap >= rag.citations.SUPPORT_OVERLAP).",
+        ("Retrieval and fact metrics average over answerable cases; citation metrics over answered (not refused) "
+         "cases; refusal accuracy over all cases. Citation support is the offline ALCE-style check (numbers and "
+         "names verbatim in the cited passages, content-word overlap >= rag.citations.SUPPORT_OVERLAP)."),
     ]
     if run.baselines:
-        parts += ["", "Baselines: bm25-only and dense-only are our Assistant with RAG_RETRIEVAL_MODE=lexical/dense; "
-                  "langchain-tutorial is RecursiveCharacterTextSplitter(1000, 200) + Chroma similarity_search top-4 "
-                  "over the corpus' Markdown/text files, answering with the top passage, never refusing, "
-                  "without chat history."]
+        parts += ["", ("Baselines: bm25-only and dense-only are our Assistant with RAG_RETRIEVAL_MODE=lexical/dense; "
+                       "langchain-tutorial is RecursiveCharacterTextSplitter(1000, 200) + Chroma similarity_search "
+                       "top-4 over the corpus' Markdown/text files, answering with the top passage, never refusing, "
+                       "without chat history.")]
     failing = [r for r in run.ours.results if r.failures()]
     parts += ["", f"## Failing cases ({len(failing)} of {len(run.ours.results)})", ""]
     if not failing:
@@ -807,8 +780,8 @@ def markdown_report(run: EvalRun) -> str:
     for r in failing:
         c = r.case
         parts += [f"### `{c.id}` — {', '.join(r.failures())}", ""]
-        for m in c.history:
-            parts.append(f"- *{m['role']}:* {m['content']}")
+        if c.history:
+            parts += ["History:", ""] + [f"- *{m['role']}:* {_md_cell(m['content'])}" for m in c.history] + [""]
         parts += [f"**Question:** {c.user_input}", ""]
         if r.condensed_question:
             parts += [f"*Condensed:* {r.condensed_question}", ""]
@@ -830,7 +803,7 @@ def markdown_report(run: EvalRun) -> str:
             snippet = " ".join(p.text.split())
             snippet = snippet if len(snippet) <= 220 else snippet[:217] + "..."
             mark = f" — contains {', '.join('“' + f + '”' for f in has)}" if has else ""
-            parts.append(f"{i}. `{p.doc_id}` `{p.chunk_id[:12]}` *{_md_cell(p.section)}*: {_md_cell(snippet)}{mark}")
+            parts.append(f"{i}. `{p.doc_id}` `{p.chunk_id}` *{_md_cell(p.section)}*: {_md_cell(snippet)}{mark}")
         parts.append("")
     return "\n".join(parts).rstrip() + "\n"
 
@@ -865,7 +838,7 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
     """Measure answer quality on an eval dataset (retrieval, answers, refusals, citations)."""
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic ValidationError: one line
+    except Exception as exc:  # noqa: BLE001 - pydantic ValidationError: one line
         click.echo(f"Error: invalid setting: {str(exc).splitlines()[0]}", err=True)
         sys.exit(2)
     try:

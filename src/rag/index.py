@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from .chunking import Chunk, chunk_documents
+from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
 from .config import Settings
 from .errors import (
     ConfigError,
@@ -409,6 +409,8 @@ class Index:
             loaded, skipped = self._load(roots)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             known = {row[0]: row[1] for row in db.execute("SELECT doc_id, content_hash FROM documents")}
+            if self._meta("chunking") not in (None, self.chunking_signature()):
+                known = {}  # chunking changed: every document is chunked again
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []
@@ -456,6 +458,10 @@ class Index:
             report.chunks_total = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
         report.seconds = time.perf_counter() - started
         return report
+
+    def chunking_signature(self) -> str:
+        """What the chunks depend on besides the files; a change re-chunks everything."""
+        return f"{CHUNKER_VERSION} size={self.settings.chunk_size} overlap={self.settings.chunk_overlap}"
 
     def _check_writable(self) -> None:
         probe = self.dir / ".write-test"
@@ -522,6 +528,7 @@ class Index:
 
     def _commit_catalog(self, db, to_write, gone, model_name) -> None:
         meta = {
+            "chunking": self.chunking_signature(),
             "schema_version": str(SCHEMA_VERSION),
             "embed_model": model_name,
             "dimension": str(self.embeddings.dimension),
