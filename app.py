@@ -22,6 +22,7 @@ st.set_page_config(
 PAGES = [
     st.Page(page_file("chat"), title="Chat", icon=":material/chat:", url_path="chat", default=True),
     st.Page(page_file("sources"), title="Bronnen", icon=":material/description:", url_path="bronnen"),
+    st.Page(page_file("evaluation"), title="Evaluatie", icon=":material/analytics:", url_path="evaluatie"),
 ]
 
 page = st.navigation(PAGES)
