@@ -6,6 +6,8 @@ import html
 import logging
 import math
 import re
+import threading
+from collections import OrderedDict
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Callable
@@ -22,6 +24,7 @@ from .retrieval import HybridSearcher, Passage, check_k
 log = logging.getLogger(__name__)
 
 REFUSAL_TEXT = "Dat staat niet in de beschikbare bronnen."
+LINE_CACHE_SIZE = 50_000
 NOTE_LLM_DOWN = "LLM niet bereikbaar of antwoord onbruikbaar; extractief antwoord getoond."
 KIND_LABEL = {
     "factsheet": "de factsheet",
@@ -42,6 +45,7 @@ QUESTION_FRAME = frozenset(
 _INJECTION = re.compile(
     r"\b(negeer|vergeet|ignore|disregard|forget)\b.{0,40}\b(opdracht|instructie|instructies|regels|instructions|prompt|alles|wat je)"
     r"|\b(systeemprompt|system prompt|verborgen instructies|hidden instructions|jailbreak)\b"
+    r"|\b(je|jouw|uw|your)\s+(opdracht|instructies|regels|prompt|instructions)\b"
     r"|\b(toon|laat zien|print|herhaal|show|reveal)\b.{0,30}\b(prompt|instructies|instructions)\b"
     r"|\b(schrijf|write)\b.{0,20}\b(gedicht|poem|verhaal|story|lied|grap|joke)\b",
     re.IGNORECASE,
@@ -274,6 +278,27 @@ class ExtractiveAnswerer:
         self.embeddings = embeddings
         self.settings = settings
         self.idf = idf
+        # Line vectors depend only on the line and its headings, so they are computed once
+        # per process; a question then pays one forward pass for itself (plus new lines).
+        self._line_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def _vectors(self, question: str, contexts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Question vector and one vector per context line (cached, LRU)."""
+        with self._cache_lock:
+            missing = list(dict.fromkeys(c for c in contexts if c not in self._line_vectors))
+        encoded = self.embeddings.encode([question] + missing, self.embeddings.query_prefix)
+        with self._cache_lock:
+            for text, vector in zip(missing, encoded[1:]):
+                self._line_vectors[text] = vector
+            # Inserting and reading under one lock: nothing is evicted in between.
+            lines = []
+            for c in contexts:
+                self._line_vectors.move_to_end(c)
+                lines.append(self._line_vectors[c])
+            while len(self._line_vectors) > LINE_CACHE_SIZE:
+                self._line_vectors.popitem(last=False)
+        return encoded[0], np.vstack(lines)
 
     def answer(self, question: str, passages: list[Passage]) -> tuple[str, list[Citation]]:
         """Pick and order the passage lines that answer the question; return text and citations."""
@@ -294,6 +319,9 @@ class ExtractiveAnswerer:
             key = " ".join(units[i].text.lower().split())
             if key in seen or (chosen and used + len(units[i].text) > budget):
                 return False
+            if len(units[i].text) > budget:  # one over-long line: quote its verbatim start
+                cut = units[i].text.rfind(" ", 0, budget)
+                units[i].text = units[i].text[: cut if cut > 0 else budget] + " …"
             chosen.append(i)
             seen.add(key)
             used += len(units[i].text) + 6
@@ -309,8 +337,8 @@ class ExtractiveAnswerer:
         return self._compose([units[i] for i in chosen], passages)
 
     def _score(self, question: str, units: list[_Unit], contexts: list[str]) -> list[float]:
-        vectors = self.embeddings.encode([question] + contexts, self.embeddings.query_prefix)
-        sims = vectors[1:] @ vectors[0]
+        question_vector, line_vectors = self._vectors(question, contexts)
+        sims = line_vectors @ question_vector
         asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
         vocabularies = [set(content_words(c)) for c in contexts]
         # Rarer words say more about which line answers: "kansen" or "ketens" rather than
@@ -452,6 +480,15 @@ class LLMAnswerer:
         return text
 
 
+_PROMPT_LINES = [" ".join(line.lower().split()) for line in SYSTEM_PROMPT.splitlines() if len(line) >= 40]
+
+
+def _leaks_prompt(text: str) -> bool:
+    """True when an answer quotes a line of the system prompt (an injection that worked)."""
+    flat = " ".join(text.lower().split())
+    return any(line[:60] in flat for line in _PROMPT_LINES)
+
+
 def _best_line(passage: str, claims: str) -> str:
     """The passage line that shares most numbers, then most content words, with the claims."""
     lines = [ln for ln in passage.splitlines() if ln.strip()] or [passage]
@@ -521,6 +558,8 @@ class Assistant:
         text, dropped = drop_invalid_markers(raw, len(passages))
         if dropped:
             notes.append(f"Verwijzingen naar niet-bestaande passages verwijderd: {', '.join(f'[{n}]' for n in dropped)}.")
+        if _leaks_prompt(text):
+            raise LLMError("LLM answer repeats its instructions")
         if REFUSAL_TEXT.rstrip(".").lower() in text.lower() and not markers(text):
             return Answer(question, REFUSAL_TEXT, True, [], passages, self.llm.name, notes,
                           condensed if condensed != question else None, score)

@@ -19,6 +19,8 @@ PATH_SEPARATOR = " › "
 CHUNKER_VERSION = "structure-v2"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
+# Longest unit (sentence or list item) before it is cut at whitespace.
+MAX_UNIT_CHARS = 1000
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•✓✗]|\d{1,3}[.)])\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
@@ -68,6 +70,22 @@ def split_sentences(paragraph: str) -> list[str]:
     return sentences
 
 
+def _split_long(text: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
+    """A "sentence" longer than `limit` (a table row, a text without full stops) is cut at
+    whitespace so no chunk grows without bound."""
+    if len(text) <= limit:
+        return [text]
+    pieces: list[str] = []
+    while len(text) > limit:
+        cut = text.rfind(" ", 0, limit)
+        cut = cut if cut > limit // 2 else limit
+        pieces.append(text[:cut].strip())
+        text = text[cut:].strip()
+    if text:
+        pieces.append(text)
+    return pieces
+
+
 def _clean_inline(text: str) -> str:
     """Collapse whitespace; drop Markdown emphasis markers that wrap a whole line."""
     text = " ".join(text.split())
@@ -95,7 +113,8 @@ def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, st
             joined = _clean_inline(" ".join(paragraph))
             paragraph.clear()
             for sentence in split_sentences(joined):
-                yield _Unit(sentence, section(), page)
+                for piece in _split_long(sentence):
+                    yield _Unit(piece, section(), page)
 
     for raw in text.splitlines():
         line = raw.rstrip()
@@ -111,7 +130,8 @@ def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, st
             continue
         if _LIST_ITEM.match(line):
             yield from flush()
-            yield _Unit(_clean_inline(line.strip()), section(), page)
+            for piece in _split_long(_clean_inline(line.strip())):
+                yield _Unit(piece, section(), page)
             continue
         if raw.endswith("  ") or len(line.strip()) < 40 and paragraph and not line.strip().endswith((".", ":")):
             # Markdown hard line break / short chart label lines: keep within the paragraph.

@@ -152,14 +152,20 @@ class Index:
             return False
         try:
             return self._db().execute("SELECT COUNT(*) FROM documents").fetchone()[0] > 0
-        except sqlite3.DatabaseError:
+        except (sqlite3.DatabaseError, IndexMismatchError):
             return True  # present but damaged: let open() say so
 
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.catalog_path, timeout=30)
-            conn.executescript(_SCHEMA)
+            try:
+                conn = sqlite3.connect(self.catalog_path, timeout=30)
+                conn.executescript(_SCHEMA)
+            except sqlite3.DatabaseError as exc:
+                raise IndexMismatchError(
+                    f"The index catalog {self.catalog_path} is damaged ({exc}); {REBUILD_HINT}.",
+                    "De index is beschadigd; bouw hem opnieuw op (rag ingest --rebuild).",
+                ) from exc
             self._local.conn = conn
         return conn
 
@@ -336,7 +342,13 @@ class Index:
         """Exclusive writer lock across processes; IndexBusyError after `timeout` seconds."""
         from filelock import FileLock, Timeout
 
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot create the index dir {self.dir} ({exc.strerror or exc}); set RAG_INDEX_DIR to a writable folder.",
+                "De indexmap kan niet worden aangemaakt; kies een andere map (RAG_INDEX_DIR).",
+            ) from exc
         lock = FileLock(str(self.dir / ".ingest.lock"))
         try:
             lock.acquire(timeout=timeout)
@@ -399,18 +411,21 @@ class Index:
             built_with = self._meta("embed_model")
             if built_with and built_with != model_name:
                 raise IndexMismatchError(
-                    f"The index was built with '{built_with}', not '{model_name}'; {REBUILD_HINT}.",
+                    f"The index was built with '{built_with}', not '{model_name}'; {REBUILD_HINT} "
+                    "(or set RAG_EMBED_MODEL back).",
                     "De index is gebouwd met een ander embeddingmodel; bouw hem opnieuw op.",
                 )
             collection = self.collection(create=True)
             if self._meta("pending") == "1":
                 self._remove_orphans(collection)
+            catalog_chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+            vectors_missing = collection.count() < catalog_chunks
 
             loaded, skipped = self._load(roots)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             known = {row[0]: row[1] for row in db.execute("SELECT doc_id, content_hash FROM documents")}
-            if self._meta("chunking") not in (None, self.chunking_signature()):
-                known = {}  # chunking changed: every document is chunked again
+            if self._meta("chunking") not in (None, self.chunking_signature()) or vectors_missing:
+                known = {}  # chunking changed or vectors lost: every document is done again
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []
@@ -436,7 +451,8 @@ class Index:
             ] if (to_write or gone) else []
             new_ids = {c.chunk_id for c in new_chunks}
             stale_ids = [i for i in replaced_ids if i not in new_ids]
-            fresh = [c for c in new_chunks if c.chunk_id not in set(replaced_ids)]
+            already_stored = set() if vectors_missing else set(replaced_ids)
+            fresh = [c for c in new_chunks if c.chunk_id not in already_stored]
 
             if new_chunks or gone:
                 with db:

@@ -22,6 +22,10 @@ SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".pdf", ".docx", ".html", ".ht
 KINDS = ("rapport", "factsheet", "handreiking", "webpagina", "other")
 MANIFEST_NAME = "manifest.toml"
 MAX_FILE_BYTES = 200 * 1024 * 1024
+# Text formats this large are logs or dumps, not reports: tens of thousands of chunks
+# that would take the better part of an hour to embed on a laptop.
+MAX_TEXT_BYTES = 10 * 1024 * 1024
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
@@ -70,7 +74,13 @@ def guess_kind(name: str) -> str:
 
 def decode_text(data: bytes) -> str:
     """Decode text bytes: BOM-marked UTF-16/UTF-8, else UTF-8, else Windows-1252/Latin-1."""
-    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    head = data[:4096]
+    if b"\x00" in head and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # UTF-16 without a byte-order mark: every other byte of ASCII-range text is NUL.
+        if len(head) >= 4 and head[1::2].count(0) > 0.9 * len(head[1::2]) and len(data) % 2 == 0:
+            return data.decode("utf-16-le", errors="replace")
+        if len(head) >= 4 and head[0::2].count(0) > 0.9 * len(head[0::2]) and len(data) % 2 == 0:
+            return data.decode("utf-16-be", errors="replace")
         raise UnreadableFile("binary content (NUL bytes) in a text file")
     for bom, codec in ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16")):
         if data.startswith(bom):
@@ -271,6 +281,8 @@ def load_file(path: Path, manifest: dict[str, dict] | None = None) -> LoadedFile
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise UnreadableFile(f"file is larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+        if suffix in TEXT_SUFFIXES and size > MAX_TEXT_BYTES:
+            raise UnreadableFile(f"text file is larger than {MAX_TEXT_BYTES // (1024 * 1024)} MB; split it into smaller files")
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFile(f"cannot read file ({exc.strerror or exc})") from exc

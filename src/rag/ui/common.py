@@ -101,8 +101,13 @@ def index_documents(settings: Settings) -> list[dict]:
     index = open_catalog(settings)
     if index is None:
         return []
+    from rag.errors import RagError
+
     try:
         return index.documents()
+    except RagError as exc:
+        st.error(exc.dutch)
+        return []
     finally:
         index.close()
 
@@ -152,10 +157,14 @@ def sidebar(settings: Settings) -> None:
         else:
             try:
                 info = index.info()
+            except RagError as exc:
+                st.error(exc.dutch)
+                info = None
             finally:
                 index.close()
-            st.markdown(f"**Embeddingmodel:** {_code(str(info['embed_model']))}")
-            st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
+            if info is not None:
+                st.markdown(f"**Embeddingmodel:** {_code(str(info['embed_model']))}")
+                st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
         st.slider("Aantal passages", 1, MAX_PASSAGES_SLIDER, min(settings.k, MAX_PASSAGES_SLIDER), key="k",
                   help="Hoeveel passages de assistent per vraag opzoekt.")
 
