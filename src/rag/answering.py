@@ -401,11 +401,15 @@ class ExtractiveAnswerer:
                 current_doc = p.doc_id
             lines.append(f"- {u.text} [{n}]" if u.is_list_item else f"{u.text} [{n}]")
         text = ""
+        after_list = False
         for line in lines:
             if line.startswith("- "):
                 text += "\n" + line
+                after_list = True
             else:
-                text += (" " if text and not text.endswith("\n") else "") + line
+                # Prose after a list starts a new paragraph instead of running on its last item.
+                text += ("\n\n" if after_list else " " if text else "") + line
+                after_list = False
         return text.strip(), citations
 
 

@@ -1,0 +1,100 @@
+"""`rag bench`: the command runs and writes every field with the right type.
+
+No timing value is asserted (the machine is shared and noisy); the bench itself reports
+ratios measured within one run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import CORPUS
+
+FLOAT_FIELDS = (
+    "embed_query_ms", "search_p50_ms", "search_p95_ms", "ask_p50_ms", "ask_p95_ms", "encode_chunks_per_s",
+    "reingest_unchanged_s", "peak_rss_mb", "index_mb_per_1k_chunks", "baseline_search_p50_ms",
+)
+NULLABLE_FIELDS = ("ingest_chunks_per_s", "full_ingest_s")  # null where vectors are derived
+SCALE_FIELDS = {"scale", "chunks", "how", *FLOAT_FIELDS, *NULLABLE_FIELDS}
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_queries_are_many_distinct_dutch_questions(tmp_path: Path) -> None:
+    from rag.bench import corpus_material, make_queries
+    from rag.config import Settings
+    from rag.index import Index
+
+    index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
+    queries = make_queries(corpus_material(index, CORPUS), 250)
+    assert len(queries) == 250
+    assert len({q.lower() for q in queries}) == 250
+    assert make_queries(corpus_material(index, CORPUS), 250) == queries  # deterministic
+
+
+def test_synthetic_corpus_has_the_asked_chunks_and_no_duplicates(tmp_path: Path) -> None:
+    from rag.bench import SECTIONS_PER_DOC, corpus_material, write_synthetic_corpus
+    from rag.chunking import chunk_documents
+    from rag.config import Settings
+    from rag.index import Index
+
+    index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
+    material = corpus_material(index, CORPUS)
+    files = write_synthetic_corpus(tmp_path / "synthetic", material, 400, seed=1)
+    loaded, skipped = index._load([tmp_path / "synthetic"])
+    assert not skipped and len(loaded) == files == 10
+    chunks = [c for lf in loaded for c in chunk_documents(lf.documents)]
+    assert len(chunks) == files * SECTIONS_PER_DOC
+    assert len({c.embed_text for c in chunks}) == len(chunks)
+    assert len({c.text for c in chunks}) == len(chunks)
+
+
+@pytest.mark.slow
+def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(CORPUS))
+    monkeypatch.delenv("RAG_CHROMA_URL", raising=False)
+    monkeypatch.delenv("RAG_LLM", raising=False)
+    out = tmp_path / "reports" / "bench.json"
+    # Scale 80 with a zero encode budget takes the derived-vector path.
+    result = CliRunner().invoke(
+        main,
+        ["bench", "--scale", "1", "--scale", "80", "--queries", "4", "--encode-budget", "0",
+         "--threads", "2", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+    )
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "search p95 / embed_query (real corpus)" in result.output
+    assert "concurrency (2 threads" in result.output
+
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert set(data) >= {"machine", "commit", "scales"}
+    machine = data["machine"]
+    assert isinstance(machine["cores"], int) and machine["cores"] >= 1
+    assert isinstance(machine["python"], str) and machine["python"].count(".") == 2
+    assert isinstance(machine["libraries"], dict) and machine["libraries"]
+    assert all(isinstance(k, str) and isinstance(v, str) for k, v in machine["libraries"].items())
+    assert {"torch", "chromadb", "sentence-transformers"} <= set(machine["libraries"])
+    assert isinstance(data["commit"], str) and data["commit"]
+
+    scales = {row["scale"]: row for row in data["scales"]}
+    assert sorted(scales) == [1, 80]
+    for row in scales.values():
+        assert set(row) == SCALE_FIELDS
+        assert isinstance(row["scale"], int) and isinstance(row["chunks"], int) and row["chunks"] > 0
+        assert isinstance(row["how"], str) and row["how"]
+        for name in FLOAT_FIELDS:
+            assert _number(row[name]) and row[name] >= 0, name
+    real, derived = scales[1], scales[80]
+    for name in NULLABLE_FIELDS:
+        assert _number(real[name]), name
+        assert derived[name] is None, name
+    assert derived["chunks"] == 80
+    assert "derived" in derived["how"]
+    assert data["concurrency"]["errors"] == 0 and data["concurrency"]["threads"] == 2
+    assert not (tmp_path / "work" / "scale-1").exists()  # temp indexes are cleaned up
