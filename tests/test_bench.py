@@ -66,7 +66,7 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(
         main,
         ["bench", "--scale", "1", "--scale", "80", "--queries", "4", "--encode-budget", "0",
-         "--threads", "2", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--threads", "2", "--no-cli-reingest", "--workdir", str(tmp_path / "work"), "--json", str(out)],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "search p95 / embed_query (real corpus)" in result.output

@@ -283,30 +283,43 @@ class ExtractiveAnswerer:
         self._line_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def _vectors(self, question: str, contexts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _vectors(
+        self, question: str, contexts: list[str], question_vector: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Question vector and one vector per context line (cached, LRU)."""
+        found: dict[str, np.ndarray] = {}
         with self._cache_lock:
-            missing = list(dict.fromkeys(c for c in contexts if c not in self._line_vectors))
-        encoded = self.embeddings.encode([question] + missing, self.embeddings.query_prefix)
-        with self._cache_lock:
-            for text, vector in zip(missing, encoded[1:]):
-                self._line_vectors[text] = vector
-            # Inserting and reading under one lock: nothing is evicted in between.
-            lines = []
             for c in contexts:
-                self._line_vectors.move_to_end(c)
-                lines.append(self._line_vectors[c])
+                if c in self._line_vectors:
+                    self._line_vectors.move_to_end(c)
+                    found[c] = self._line_vectors[c]
+        missing = list(dict.fromkeys(c for c in contexts if c not in found))
+        asked = [] if question_vector is not None else [question]
+        encoded = (
+            self.embeddings.encode(asked + missing, self.embeddings.query_prefix) if asked or missing else []
+        )
+        if question_vector is None:
+            question_vector = encoded[0]
+        found.update(zip(missing, encoded[len(asked):]))
+        with self._cache_lock:
+            for text in missing:
+                self._line_vectors[text] = found[text]
             while len(self._line_vectors) > LINE_CACHE_SIZE:
                 self._line_vectors.popitem(last=False)
-        return encoded[0], np.vstack(lines)
+        lines = [found[c] for c in contexts]
+        return question_vector, np.vstack(lines)
 
-    def answer(self, question: str, passages: list[Passage]) -> tuple[str, list[Citation]]:
-        """Pick and order the passage lines that answer the question; return text and citations."""
+    def answer(
+        self, question: str, passages: list[Passage], question_vector: np.ndarray | None = None
+    ) -> tuple[str, list[Citation]]:
+        """Pick and order the passage lines that answer the question; return text and citations.
+
+        `question_vector` is the question's query embedding when retrieval already computed it."""
         units = _units(passages)
         if not units:
             return REFUSAL_TEXT, []
         contexts = _contexts(units, passages)
-        scores = self._score(question, units, contexts)
+        scores = self._score(question, units, contexts, question_vector)
         order = np.argsort(-np.asarray(scores), kind="stable")
         best = scores[order[0]]
         chosen: list[int] = []
@@ -336,8 +349,10 @@ class ExtractiveAnswerer:
         chosen.sort(key=lambda i: (units[i].passage_index, units[i].position))
         return self._compose([units[i] for i in chosen], passages)
 
-    def _score(self, question: str, units: list[_Unit], contexts: list[str]) -> list[float]:
-        question_vector, line_vectors = self._vectors(question, contexts)
+    def _score(
+        self, question: str, units: list[_Unit], contexts: list[str], question_vector: np.ndarray | None = None
+    ) -> list[float]:
+        question_vector, line_vectors = self._vectors(question, contexts, question_vector)
         sims = line_vectors @ question_vector
         asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
         vocabularies = [set(content_words(c)) for c in contexts]
@@ -539,7 +554,9 @@ class Assistant:
                     condensed = condense_question(question, history)
             else:
                 condensed = condense_question(question, history)
-        passages = self.searcher.search(condensed, k)
+        # One forward pass for the question, shared by retrieval and line scoring.
+        vector = self.searcher.embed_query(condensed) if self.settings.retrieval_mode != "lexical" else None
+        passages = self.searcher.search(condensed, k, vector=vector)
         verdict = answerability(condensed, passages, self.settings, self.index.lexical().knows)
         if verdict.injection:
             notes.append("De vraag bevat instructies aan de assistent; die worden genegeerd.")
@@ -553,7 +570,7 @@ class Assistant:
             except LLMError as exc:
                 log.warning("LLM failed, falling back to extractive: %s", exc)
                 notes.append(NOTE_LLM_DOWN)
-        text, citations = self.extractive.answer(condensed, passages)
+        text, citations = self.extractive.answer(condensed, passages, vector)
         return Answer(question, text, False, citations, passages, self.extractive.name, notes,
                       condensed if condensed != question else None, verdict.score)
 

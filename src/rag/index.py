@@ -27,6 +27,7 @@ from .errors import (
     IndexMissingError,
     StoreUnavailableError,
 )
+from .embeddings import resolve_model
 from .lexical import LexicalIndex
 from .loaders import LoadedFile, UnreadableFile, discover, load_file, read_manifest
 
@@ -278,8 +279,11 @@ class Index:
         """Top-n (chunk_id, cosine similarity) from Chroma."""
         try:
             collection = self.collection()
-            n = max(1, min(n, collection.count()))
-            result = collection.query(query_embeddings=[list(map(float, vector))], n_results=n, include=["distances"])
+            # No count() per query: it costs more than the HNSW query at 100k chunks, and Chroma
+            # returns fewer results when n exceeds the collection size.
+            result = collection.query(
+                query_embeddings=[list(map(float, vector))], n_results=max(1, n), include=["distances"]
+            )
         except (IndexMismatchError, ConfigError):
             raise
         except Exception as exc:  # noqa: BLE001 - server gone: reconnect next time
@@ -407,7 +411,12 @@ class Index:
             if rebuild:
                 self._wipe()
             db = self._db()
-            model_name = self.embeddings.model_name
+            # The recorded name needs no model load: an unchanged corpus re-ingests without the model.
+            model_name = (
+                self._embeddings.model_name
+                if self._embeddings is not None
+                else resolve_model(self.settings.embed_model)[1]
+            )
             built_with = self._meta("embed_model")
             if built_with and built_with != model_name:
                 raise IndexMismatchError(
@@ -547,7 +556,7 @@ class Index:
             "chunking": self.chunking_signature(),
             "schema_version": str(SCHEMA_VERSION),
             "embed_model": model_name,
-            "dimension": str(self.embeddings.dimension),
+            "dimension": self._meta("dimension") or str(self.embeddings.dimension),
         }
         for key, value in meta.items():
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

@@ -193,7 +193,7 @@ class LexicalIndex:
             return []
         n = min(n, len(self.ids))
         with self._lock:  # bm25s keeps per-call state in numba/numpy buffers
-            docs, scores = self._retriever.retrieve([tokens], k=n, show_progress=False, n_threads=1)
+            docs, scores = self._retriever.retrieve([tokens], k=n, show_progress=False, n_threads=0)
         out = []
         for idx, score in zip(np.asarray(docs[0]).tolist(), np.asarray(scores[0]).tolist()):
             if score > 0:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
@@ -56,8 +58,16 @@ class HybridSearcher:
         self.index = index
         self.settings = settings or index.settings
 
-    def search(self, query: str, k: int | None = None, mode: str | None = None) -> list[Passage]:
-        """Top-k passages for a query, fused by reciprocal rank (mode: hybrid|dense|lexical)."""
+    def embed_query(self, query: str) -> np.ndarray:
+        """The query's vector, as `search` uses it (pass it back to avoid a second forward pass)."""
+        return self.index.embeddings.encode([query], self.index.embeddings.query_prefix)[0]
+
+    def search(
+        self, query: str, k: int | None = None, mode: str | None = None, vector: np.ndarray | None = None
+    ) -> list[Passage]:
+        """Top-k passages for a query, fused by reciprocal rank (mode: hybrid|dense|lexical).
+
+        `vector` is the query's embedding when the caller already has it (see `embed_query`)."""
         query = (query or "").strip()
         if not query:
             raise QuestionError("The question is empty.", "Stel een vraag.")
@@ -67,7 +77,8 @@ class HybridSearcher:
         dense: list[tuple[str, float]] = []
         lexical: list[tuple[str, float]] = []
         if mode in ("hybrid", "dense"):
-            vector = self.index.embeddings.encode([query], self.index.embeddings.query_prefix)[0]
+            if vector is None:
+                vector = self.embed_query(query)
             dense = self.index.dense_search(vector, n)
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical().search(query, n)
