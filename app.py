@@ -25,6 +25,8 @@ PAGES = [
     st.Page(page_file("evaluation"), title="Evaluatie", icon=":material/analytics:", url_path="evaluatie"),
 ]
 
+settings = common.load_settings()
+common.warm_up(settings)
 page = st.navigation(PAGES)
-common.sidebar(common.load_settings())
+common.sidebar(settings)
 page.run()

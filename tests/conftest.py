@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -50,6 +47,7 @@ except ImportError:  # pragma: no cover
     sys.path.insert(0, str(SRC))
 
 from rag.config import Settings
+from rag.localserver import free_port, stop_process, wait_for_http
 
 # A TrueType font makes any Unicode text possible in generated PDFs; without one we
 # fall back to fpdf2's core Helvetica, which only encodes Latin-1.
@@ -122,41 +120,6 @@ def copy_corpus(dest: Path) -> Path:
     """Copy the shipped `corpus/` folder to `dest` and return it."""
     shutil.copytree(CORPUS, dest)
     return dest
-
-
-def free_port() -> int:
-    """A TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200; fail early if `proc` exits."""
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server exited with code {proc.returncode} before answering {url}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except Exception as exc:  # noqa: BLE001 - connection refused while starting
-            last = exc
-        time.sleep(0.25)
-    raise TimeoutError(f"{url} did not answer within {timeout}s ({last})")
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    """Terminate a child process we started (kill it if it does not stop)."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
 
 
 # -- fixtures ----------------------------------------------------------------------

@@ -308,3 +308,25 @@ def test_document_text_is_escaped_and_quote_highlighted():
     assert "\\[link\\]\\(javascript\\:x\\)" in md
     assert md.endswith(":orange-background[**Vrijwel alle gemeenten \\(91%\\) ervaren knelpunten\\.**]")
     assert escape_markdown("*a* _b_ `c` #d $e$") == "\\*a\\* \\_b\\_ \\`c\\` \\#d \\$e\\$"
+
+
+@slow
+def test_warm_up_loads_the_model_in_the_background_once(indexed):
+    """The first page view starts loading the model; the page does not wait for it and a second view starts nothing."""
+    import threading
+    import time
+
+    from rag.embeddings import get_embeddings, is_loaded
+    from rag.ui.common import warm_up
+
+    settings = settings_for(indexed).model_copy(update={"embed_batch_size": 7})  # a model instance no test loaded
+    assert not is_loaded(settings.embed_model, 7)
+    warm_up(settings)
+    warm_up(settings)
+    assert [t.name for t in threading.enumerate()].count("rag-warm-up") <= 1
+    deadline = time.monotonic() + TIMEOUT
+    while not is_loaded(settings.embed_model, 7) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert is_loaded(settings.embed_model, 7)
+    embeddings = get_embeddings(settings.embed_model, 7)  # a question after the warm-up gets that same model
+    assert embeddings.batch_size == 7 and embeddings.encode(["opwarmen"], embeddings.query_prefix).shape[0] == 1

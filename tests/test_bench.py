@@ -13,6 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import CORPUS
 
+from rag.localserver import CHROMIUM
+
 FLOAT_FIELDS = (
     "embed_query_ms", "search_p50_ms", "search_p95_ms", "ask_p50_ms", "ask_p95_ms", "encode_chunks_per_s",
     "reingest_unchanged_s", "peak_rss_mb", "index_mb_per_1k_chunks", "baseline_search_p50_ms",
@@ -66,7 +68,7 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(
         main,
         ["bench", "--scale", "1", "--scale", "80", "--queries", "4", "--encode-budget", "0",
-         "--threads", "2", "--no-cli-reingest", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--threads", "2", "--no-cli-reingest", "--app", "--workdir", str(tmp_path / "work"), "--json", str(out)],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "search p95 / embed_query (real corpus)" in result.output
@@ -97,4 +99,12 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
     assert derived["chunks"] == 80
     assert "derived" in derived["how"]
     assert data["concurrency"]["errors"] == 0 and data["concurrency"]["threads"] == 2
+    if not Path(CHROMIUM).is_file():  # only outside CI (.ci/run installs it): the bench says why
+        assert "app: not measured" in result.output and "app" not in data
+        return
+    app = data["app"]  # the real app in Chromium: every figure there, no timing asserted
+    for name in ("server_ready_s", "page_ready_s", "first_answer_s", "later_answer_p50_s", "peak_rss_mb"):
+        assert _number(app[name]) and app[name] > 0, name
+    assert app["server_ready_s"] <= app["page_ready_s"] <= app["first_answer_s"]
+    assert "app: streamlit run -> first answer (s)" in result.output
     assert not (tmp_path / "work" / "scale-1").exists()  # temp indexes are cleaned up

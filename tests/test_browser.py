@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from apphelpers import APP, FOLLOW_UP, KNELPUNTEN, app_env, make_root
-from conftest import free_port, stop_process, wait_for_http
+from apphelpers import FOLLOW_UP, KNELPUNTEN, app_env, make_root
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
+from rag.localserver import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit, stop_process, wait_for_http
+
 STARTUP_SECONDS = 90
 ANSWER_MS = 120_000  # the first question loads the embedding model
 
@@ -48,13 +41,7 @@ def server(tmp_path_factory, sync_playwright):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "streamlit.log"
-    env = {**os.environ, **app_env(root), "NO_PROXY": "127.0.0.1,localhost"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", APP.name, "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-            cwd=APP.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )
+    proc = start_streamlit(port, app_env(root), log)
     try:
         try:
             wait_for_http(f"{url}/_stcore/health", timeout=STARTUP_SECONDS, proc=proc)

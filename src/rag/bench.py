@@ -757,6 +757,61 @@ def concurrency(assistant, queries: list[str], threads: int, sequential_p50_ms: 
     }
 
 
+# -- the app ---------------------------------------------------------------------------
+APP_FIRST_ANSWER_S = 10.0
+APP_PEAK_RSS_MB = 1536.0
+
+
+def bench_app_startup(base, probe, workdir: Path) -> dict | None:
+    """`streamlit run` to the first answer in Chromium over a fresh index of the real corpus (None if unavailable)."""
+    from .bench_app import AppBenchUnavailable, measure_app
+    from .index import Index
+    from .ui.chat import EXAMPLES
+
+    corpus = Path(base.corpus_dir).resolve()
+    settings = _settings_for(base, corpus, workdir / "app" / "index")
+    index = Index(settings, probe.embeddings)
+    try:
+        index.ingest()
+    finally:
+        index.close()
+    env = {
+        "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(Path(settings.index_dir).resolve()), "RAG_LLM": "none",
+        "RAG_CHROMA_URL": "", "RAG_EMBED_MODEL": settings.embed_model, "RAG_CHUNK_SIZE": str(settings.chunk_size),
+        "RAG_CHUNK_OVERLAP": str(settings.chunk_overlap),
+    }
+    _say("app: streamlit run -> first answer in Chromium")
+    try:
+        result = measure_app(env, list(EXAMPLES) + ["Wie heeft het onderzoek uitgevoerd?"], workdir / "app")
+    except AppBenchUnavailable as exc:
+        _say(f"app: not measured: {exc}")
+        return None
+    except Exception as exc:  # noqa: BLE001 - a broken app must not lose the other figures
+        _say(f"app: measurement failed: {exc.__class__.__name__}: {str(exc)[:500]}")
+        return None
+    _say(f"app: first answer after {result['first_answer_s']}s, peak RSS {result['peak_rss_mb']} MB")
+    return result
+
+
+def app_targets(result: dict | None) -> list[dict]:
+    """The app's two absolute targets (a browser and a server do not scale with the embedder)."""
+    def item(name: str, value, limit: float) -> dict:
+        return {"name": name, "ratio": value, "limit": f"<= {limit:g}",
+                "met": None if value is None else value <= limit}
+
+    result = result or {}
+    return [item("app: streamlit run -> first answer (s)", result.get("first_answer_s"), APP_FIRST_ANSWER_S),
+            item("app: peak RSS (MB)", result.get("peak_rss_mb"), APP_PEAK_RSS_MB)]
+
+
+def render_app(result: dict) -> str:
+    """The app timings as printed lines."""
+    return (f"app (real corpus, {result['questions']} questions): server up {result['server_ready_s']}s, chat box "
+            f"{result['page_ready_s']}s, first answer {result['first_answer_s']}s after `streamlit run`; later answers "
+            f"p50 {result['later_answer_p50_s']}s in the browser; peak RSS {result['peak_rss_mb']} MB\n  how: "
+            f"{result['how']}")
+
+
 # -- targets and output --------------------------------------------------------------
 def targets(rows: list[dict]) -> list[dict]:
     """Every target as {name, ratio, limit, met} (ratio None when the scale was not run)."""
@@ -859,10 +914,12 @@ def render_targets(items: list[dict]) -> str:
               help="Seconds of real encoding allowed per synthetic scale; above it vectors are derived.")
 @click.option("--cli-reingest/--no-cli-reingest", default=True, show_default=True,
               help="Also time `rag ingest` of the unchanged real corpus in a new process (model load included).")
+@click.option("--app/--no-app", "app", default=True, show_default=True,
+              help="Also time `streamlit run` to the first answer in headless Chromium, and the app's peak RSS.")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the temporary corpora and indexes (default: a new temp folder, deleted afterwards).")
 def bench_command(scales: tuple[int, ...], json_out: Path | None, queries: int, ask_queries: int, threads: int,
-                  encode_budget: float, cli_reingest: bool, workdir: Path | None) -> None:
+                  encode_budget: float, cli_reingest: bool, app: bool, workdir: Path | None) -> None:
     """Measure query latency, ingest rate, memory and disk on the real and synthetic corpora."""
     from .config import Settings
     from .errors import RagError
@@ -901,6 +958,7 @@ def bench_command(scales: tuple[int, ...], json_out: Path | None, queries: int, 
         for scale in scales:
             rows.append(bench_scale(run, scale))
             _say(f"scale {scale} done ({time.perf_counter() - started:.0f}s so far)")
+        app_result = bench_app_startup(base, probe, workdir) if app else None
     except RagError as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
@@ -910,8 +968,10 @@ def bench_command(scales: tuple[int, ...], json_out: Path | None, queries: int, 
     total = time.perf_counter() - started
     click.echo(render_table(rows))
     click.echo("\ntargets (ratios of figures from this run):")
-    checks = targets(rows)
+    checks = targets(rows) + app_targets(app_result)
     click.echo(render_targets(checks))
+    if app_result:
+        click.echo("\n" + render_app(app_result))
     if run.concurrency:
         c = run.concurrency
         click.echo(
@@ -928,6 +988,8 @@ def bench_command(scales: tuple[int, ...], json_out: Path | None, queries: int, 
         }
         if run.concurrency:
             payload["concurrency"] = run.concurrency
+        if app_result:
+            payload["app"] = app_result
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_out}")

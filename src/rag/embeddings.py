@@ -133,3 +133,8 @@ def get_embeddings(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) 
         if key not in _MODELS:
             _MODELS[key] = SentenceTransformerEmbeddings(model_name, batch_size)
         return _MODELS[key]
+
+
+def is_loaded(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) -> bool:
+    """True when `get_embeddings` would return at once (the model is already in memory)."""
+    return f"{model_name}|{batch_size}" in _MODELS

@@ -106,8 +106,15 @@ def _answer(question: str, settings) -> None:
             pieces.append(token)
             streamed.markdown(common.answer_markdown("".join(pieces)) + " ▌")
 
+        from rag.embeddings import is_loaded
+
+        waiting = (
+            "Bronnen zoeken…"
+            if is_loaded(settings.embed_model, settings.embed_batch_size)
+            else "Eerste vraag: het taalmodel wordt geladen (eenmalig, enkele seconden)…"
+        )
         try:
-            with st.spinner("Bronnen zoeken…"):
+            with st.spinner(waiting):
                 assistant = common.get_assistant(settings)
                 answer = assistant.ask(question, history=history, k=st.session_state.get("k"), on_token=on_token)
         except RagError as exc:

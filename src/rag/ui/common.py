@@ -6,7 +6,9 @@ app starts fast. Document text is only ever rendered as escaped Markdown, never 
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import unicodedata
 import zipfile
 from io import BytesIO
@@ -18,6 +20,8 @@ import streamlit as st
 if TYPE_CHECKING:
     from rag.config import Settings
     from rag.index import Index
+
+log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = ("pdf", "docx", "md", "txt", "html")
 TEXT_TYPES = frozenset({"md", "txt", "html"})
@@ -76,6 +80,37 @@ def _cached_assistant(key: str, _settings: Settings):
     from rag.answering import Assistant
 
     return Assistant(_settings)
+
+
+_warm_up_lock = threading.Lock()
+_warmed_up: set[str] = set()
+
+
+def warm_up(settings: Settings) -> None:
+    """Load the embedding model and the answering code in the background, once per process.
+
+    Importing torch and sentence-transformers and loading the model take most of the first
+    question's wait; started with the first page view, that overlaps with the page loading and
+    the user typing. The model is a process-wide cache with its own lock, so a question asked
+    meanwhile waits for this load instead of starting a second one."""
+    key = f"{settings.embed_model}|{settings.embed_batch_size}"
+    with _warm_up_lock:
+        if key in _warmed_up:
+            return
+        _warmed_up.add(key)
+    threading.Thread(target=_warm_up, args=(settings,), name="rag-warm-up", daemon=True).start()
+
+
+def _warm_up(settings: Settings) -> None:
+    try:
+        import chromadb  # noqa: F401 - the vector store client
+        import rag.answering  # noqa: F401 - LangChain, retrieval, answering
+        from rag.embeddings import get_embeddings
+
+        embeddings = get_embeddings(settings.embed_model, settings.embed_batch_size)
+        embeddings.encode(["opwarmen"], embeddings.query_prefix)
+    except Exception:  # noqa: BLE001 - the same error shows, in Dutch, when a question is asked
+        log.warning("warming up the embedding model failed", exc_info=True)
 
 
 def get_assistant(settings: Settings):
