@@ -53,8 +53,6 @@ def _out(data) -> None:
 def main(verbose: bool) -> None:
     """Ask cited questions about Oberon's research on onderwijs and jeugdhulp."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    # bm25s sets its own logger to DEBUG on import.
-    logging.getLogger("bm25s").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 @main.command()

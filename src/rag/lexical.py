@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import logging
 import math
 import re
 import shutil
@@ -99,6 +100,14 @@ def content_words(text: str) -> list[str]:
     return list(seen)
 
 
+def _bm25s():
+    """bm25s, with its logger back under the root's level (it sets itself to DEBUG on import)."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
 class LexicalIndex:
     """BM25 over chunk texts with their ids; saved beside the catalog."""
 
@@ -151,7 +160,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, ids: list[str], texts: list[str], generation: int) -> "LexicalIndex":
         """Index texts (already prefixed with their heading path)."""
-        import bm25s
+        bm25s = _bm25s()
 
         retriever = bm25s.BM25(k1=1.2, b=0.75)
         corpus = [tokenize(t) for t in texts]
@@ -177,7 +186,7 @@ class LexicalIndex:
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex | None":
         """Load a saved index, or None when missing or unreadable."""
-        import bm25s
+        bm25s = _bm25s()
 
         try:
             meta = json.loads((folder / "ids.json").read_text())

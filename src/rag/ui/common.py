@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 import unicodedata
 import zipfile
 from io import BytesIO
@@ -87,12 +88,12 @@ _warmed_up: set[str] = set()
 
 
 def warm_up(settings: Settings) -> None:
-    """Load the embedding model and the answering code in the background, once per process.
+    """Load the embedding model, the answering code and the Assistant in the background, once per process.
 
     Importing torch and sentence-transformers and loading the model take most of the first
     question's wait; started with the first page view, that overlaps with the page loading and
-    the user typing. The model is a process-wide cache with its own lock, so a question asked
-    meanwhile waits for this load instead of starting a second one."""
+    the user typing. The model and the Assistant are caches with their own locks, so a question
+    asked meanwhile waits for this load instead of starting a second one."""
     key = f"{settings.embed_model}|{settings.embed_batch_size}"
     with _warm_up_lock:
         if key in _warmed_up:
@@ -102,6 +103,7 @@ def warm_up(settings: Settings) -> None:
 
 
 def _warm_up(settings: Settings) -> None:
+    started = time.perf_counter()
     try:
         import chromadb  # noqa: F401 - the vector store client
         import rag.answering  # noqa: F401 - LangChain, retrieval, answering
@@ -109,6 +111,16 @@ def _warm_up(settings: Settings) -> None:
 
         embeddings = get_embeddings(settings.embed_model, settings.embed_batch_size)
         embeddings.encode(["opwarmen"], embeddings.query_prefix)
+        index = open_catalog(settings)
+        if index is None:
+            return
+        try:
+            built = index.exists()
+        finally:
+            index.close()
+        if built:  # the shared Assistant, its Chroma segment and BM25 index, ready for the first question
+            get_assistant(settings).searcher.search("onderwijs en jeugdhulp", 1)
+        log.info("warm-up done in %.1fs", time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - the same error shows, in Dutch, when a question is asked
         log.warning("warming up the embedding model failed", exc_info=True)
 
