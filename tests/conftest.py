@@ -9,7 +9,8 @@ available as fixtures of the same name):
 
 - `make_pdf(path, pages, title=None, bookmarks=None, user_password=None)`
 - `make_settings(tmp, **overrides)` -> Settings isolated in a temp folder
-- `free_port()` -> a free TCP port on 127.0.0.1
+- `free_port()` -> a free TCP port on 127.0.0.1 (with `wait_for_http`, `stop_process`: rag.localserver)
+- `subprocess_env(settings, **extra)` -> env for a `rag` child process on that index and corpus
 
 Fixtures:
 
@@ -120,6 +121,22 @@ def copy_corpus(dest: Path) -> Path:
     """Copy the shipped `corpus/` folder to `dest` and return it."""
     shutil.copytree(CORPUS, dest)
     return dest
+
+
+def subprocess_env(settings, **extra: str) -> dict:
+    """Environment for a `rag` child process on `settings`' index and corpus, offline, no other RAG_* leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env.update(
+        RAG_INDEX_DIR=str(settings.index_dir),
+        RAG_CORPUS_DIR=str(settings.corpus_dir),
+        PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        ANONYMIZED_TELEMETRY="False",
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    env.update(extra)
+    return env
 
 
 # -- fixtures ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from apphelpers import APP, KNELPUNTEN, app_env
 from click.testing import CliRunner
-from conftest import SRC, VENV_BIN, copy_corpus, free_port, make_settings, stop_process, wait_for_http
+from conftest import VENV_BIN, copy_corpus, free_port, make_settings, stop_process, subprocess_env, wait_for_http
 
 from rag.answering import Assistant
 from rag.cli import main
@@ -47,21 +47,6 @@ def _expect(ok: bool, message: str) -> None:
 def _release(settings) -> None:
     """Forget this process's cached embedded-Chroma client for the index, as a fresh process would."""
     Index(settings)._release_embedded_chroma()
-
-
-def _subprocess_env(settings, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_INDEX_DIR=str(settings.index_dir),
-        RAG_CORPUS_DIR=str(settings.corpus_dir),
-        PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        ANONYMIZED_TELEMETRY="False",
-        NO_PROXY="127.0.0.1,localhost",
-    )
-    env.update(extra)
-    return env
 
 
 def _cli_env(settings) -> dict:
@@ -232,7 +217,7 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
 
     stderr = tmp_path / "killed.stderr"
     with open(stderr, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest"], env=_subprocess_env(settings, RAG_EMBED_BATCH_SIZE="16"),
+        proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest"], env=subprocess_env(settings, RAG_EMBED_BATCH_SIZE="16"),
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
     try:
         # The tqdm bar appears after the first batch of vectors is stored: kill in the middle of embedding.
@@ -259,7 +244,7 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
         old.index.close()
         _release(settings)
 
-    done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--json"], env=_subprocess_env(settings),
+    done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--json"], env=subprocess_env(settings),
                           cwd=tmp_path, capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
@@ -289,7 +274,7 @@ def test_two_ingests_at_once_wait_or_refuse_and_never_corrupt(tmp_path):
     corpus = copy_corpus(tmp_path / "corpus")
     _write_generated(corpus, 120, seed=2)
     settings = make_settings(tmp_path, corpus_dir=corpus)
-    env = _subprocess_env(settings)
+    env = subprocess_env(settings)
     with contextlib.ExitStack() as stack:
         procs = []
         for name in ("a", "b"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SRC, copy_corpus, free_port, make_pdf, make_settings
+from conftest import copy_corpus, free_port, make_pdf, make_settings, subprocess_env
 
 from rag.errors import (
     ConfigError,
@@ -212,13 +211,7 @@ def test_cli_rebuild_in_fresh_process_starts_clean(make_index, tmp_path):
     index.ingest([extra])
     assert index.info()["documents"] == 3
     index.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
-    env.update(
-        RAG_INDEX_DIR=str(settings.index_dir),
-        RAG_CORPUS_DIR=str(settings.corpus_dir),
-        PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]),
-        HF_HUB_OFFLINE="1",
-    )
+    env = subprocess_env(settings)
     proc = subprocess.run(
         [sys.executable, "-m", "rag.cli", "ingest", "--rebuild", "--json"],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False,
