@@ -47,8 +47,8 @@ try:  # pragma: no cover - depends on the environment
 except ImportError:  # pragma: no cover
     sys.path.insert(0, str(SRC))
 
-from rag.config import Settings
-from rag.localserver import free_port, stop_process, wait_for_http
+from rag.config import Settings  # noqa: E402 - after the src/ fallback above
+from rag.localserver import free_port, stop_process, wait_for_http  # noqa: E402 - also re-exported to tests
 
 # A TrueType font makes any Unicode text possible in generated PDFs; without one we
 # fall back to fpdf2's core Helvetica, which only encodes Latin-1.

@@ -7,8 +7,8 @@ import logging
 import math
 import re
 import threading
-from collections import OrderedDict
 import unicodedata
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 

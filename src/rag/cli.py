@@ -212,8 +212,10 @@ def chat(k: int | None) -> None:
 
 
 from .evaluation import eval_command  # noqa: E402
+
 main.add_command(eval_command, "eval")
 from .bench import bench_command  # noqa: E402
+
 main.add_command(bench_command, "bench")
 
 if __name__ == "__main__":

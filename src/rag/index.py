@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 from .chunking import CHUNKER_VERSION, Chunk, chunk_documents
 from .config import Settings
+from .embeddings import resolve_model
 from .errors import (
     ConfigError,
     IndexBusyError,
@@ -27,7 +28,6 @@ from .errors import (
     IndexMissingError,
     StoreUnavailableError,
 )
-from .embeddings import resolve_model
 from .lexical import LexicalIndex
 from .loaders import LoadedFile, UnreadableFile, discover, load_file, read_manifest
 

@@ -213,7 +213,6 @@ def _pdf_outline(reader) -> dict[int, list[str]]:
 
 def _load_pdf(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     import io
-
     import zlib
 
     from pypdf import PdfReader

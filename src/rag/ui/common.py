@@ -106,6 +106,7 @@ def _warm_up(settings: Settings) -> None:
     started = time.perf_counter()
     try:
         import chromadb  # noqa: F401 - the vector store client
+
         import rag.answering  # noqa: F401 - LangChain, retrieval, answering
         from rag.embeddings import get_embeddings
 

@@ -136,7 +136,8 @@ def parse_markdown_summary(text: str) -> list[dict]:
     start = next((i for i, line in enumerate(lines) if line.startswith("| metric | over |")), None)
     if start is None:
         return []
-    split = lambda line: [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+    def split(line):
+        return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
     header = split(lines[start])[2:]
     configs = []
     for column in header:
