@@ -89,8 +89,9 @@ def measure_app(env: dict[str, str], questions: list[str], workdir: Path, think_
                 box.press("Enter")
                 done = assistant.nth(i).locator('[data-testid="stExpander"] summary').filter(has_text="Details")
                 done.first.wait_for(timeout=ANSWER_TIMEOUT_MS)
-                answered.append(time.perf_counter() - started)
-                waits.append(answered[-1] - (asked - started))
+                now = time.perf_counter()
+                answered.append(now - started)
+                waits.append(now - asked)
             errors = page.locator('[data-testid="stException"]').count()
             rss = peak_rss_mb(proc.pid)
         finally:
