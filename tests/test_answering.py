@@ -160,6 +160,16 @@ def test_answers_are_verbatim_and_well_cited(assistant, question, expected):
     _assert_well_cited(answer)
 
 
+@pytest.mark.parametrize("question", [QUESTION, "Wat zijn de vijf werkzame factoren?"])
+def test_question_vector_from_search_gives_the_same_answer(assistant, question):
+    """`ask` embeds the question once for search and line scoring; the answer is what a separate pass gives."""
+    passages = assistant.searcher.search(question, 5)
+    vector = assistant.searcher.embed_query(question)
+    assert vector.shape == (assistant.index.embeddings.dimension,)
+    assert assistant.extractive.answer(question, passages, vector) == assistant.extractive.answer(question, passages)
+    assert [p.chunk_id for p in assistant.searcher.search(question, 5, vector=vector)] == [p.chunk_id for p in passages]
+
+
 def test_k_limits_the_passages(assistant):
     answer = assistant.ask(QUESTION, k=2)
     assert 1 <= len(answer.passages) <= 2

@@ -141,6 +141,25 @@ def test_second_ingest_changes_nothing(make_index):
     assert {d: _ids(index, d) for d in DOCS} == ids_before
 
 
+def test_unchanged_or_removal_only_ingest_does_not_load_the_model(make_index):
+    """A user's `rag ingest` on an unchanged corpus (or one with a file deleted) needs no model: seconds saved."""
+    from rag.embeddings import is_loaded
+
+    settings, index = make_index()
+    dimension = index.info()["dimension"]
+    index.close()
+    unused = settings.model_copy(update={"embed_batch_size": 5})  # a model key no other test loads
+    fresh = Index(unused)
+    report = fresh.ingest()
+    assert (report.added, report.removed, report.unchanged) == (0, 0, 2)
+    (settings.corpus_dir / "factsheet-2021.md").unlink()
+    report = fresh.ingest()
+    assert report.removed > 0 and report.documents == 1
+    assert not is_loaded(unused.embed_model, 5)
+    assert fresh.info()["dimension"] == dimension == 384
+    fresh.close()
+
+
 def test_editing_one_document_only_touches_its_chunks(make_index):
     settings, index = make_index()
     factsheet_before = _ids(index, "factsheet-2021")

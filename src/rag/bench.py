@@ -776,6 +776,7 @@ def bench_app_startup(base, probe, workdir: Path) -> dict | None:
         index.ingest()
     finally:
         index.close()
+        index._release_embedded_chroma()  # the app's process opens this store next; one process at a time
     env = {
         "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(Path(settings.index_dir).resolve()), "RAG_LLM": "none",
         "RAG_CHROMA_URL": "", "RAG_EMBED_MODEL": settings.embed_model, "RAG_CHUNK_SIZE": str(settings.chunk_size),

@@ -58,7 +58,7 @@ def measure_app(env: dict[str, str], questions: list[str], workdir: Path, think_
     from playwright.sync_api import sync_playwright
 
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "streamlit.log"
+    log_path = workdir / f"streamlit-think-{think_s:g}s.log"
     port = free_port()
     url = f"http://{LOCALHOST}:{port}"
     with sync_playwright() as pw:
@@ -95,9 +95,11 @@ def measure_app(env: dict[str, str], questions: list[str], workdir: Path, think_
             errors = page.locator('[data-testid="stException"]').count()
             rss = peak_rss_mb(proc.pid)
         finally:
-            browser.close()
-            if proc is not None:
-                stop_process(proc, timeout=15)
+            try:
+                browser.close()
+            finally:  # the server must stop even when the browser is already gone
+                if proc is not None:
+                    stop_process(proc, timeout=15)
     if errors:
         raise RuntimeError(f"the app showed {errors} exception(s); see {log_path}")
     later = waits[1:]

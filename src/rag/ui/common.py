@@ -87,19 +87,22 @@ _warm_up_lock = threading.Lock()
 _warmed_up: set[str] = set()
 
 
-def warm_up(settings: Settings) -> None:
+def warm_up(settings: Settings) -> threading.Thread | None:
     """Load the embedding model, the answering code and the Assistant in the background, once per process.
 
     Importing torch and sentence-transformers and loading the model take most of the first
     question's wait; started with the first page view, that overlaps with the page loading and
     the user typing. The model and the Assistant are caches with their own locks, so a question
-    asked meanwhile waits for this load instead of starting a second one."""
+    asked meanwhile waits for this load instead of starting a second one. Returns the started
+    thread, or None when this process has warmed up for these settings already."""
     key = f"{settings.embed_model}|{settings.embed_batch_size}"
     with _warm_up_lock:
         if key in _warmed_up:
-            return
+            return None
         _warmed_up.add(key)
-    threading.Thread(target=_warm_up, args=(settings,), name="rag-warm-up", daemon=True).start()
+    thread = threading.Thread(target=_warm_up, args=(settings,), name="rag-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _warm_up(settings: Settings) -> None:
