@@ -681,12 +681,18 @@ def bench_scale(run: Run, scale: int) -> dict:
     return row
 
 
+def _child_env(settings) -> dict[str, str]:
+    """RAG_* variables that make a child process (`rag`, `streamlit run`) see the index `settings` describe."""
+    return {
+        "RAG_CORPUS_DIR": str(Path(settings.corpus_dir).resolve()),
+        "RAG_INDEX_DIR": str(Path(settings.index_dir).resolve()), "RAG_CHROMA_URL": "", "RAG_LLM": "none", "RAG_EMBED_MODEL": settings.embed_model,
+        "RAG_CHUNK_SIZE": str(settings.chunk_size), "RAG_CHUNK_OVERLAP": str(settings.chunk_overlap),
+    }
+
+
 def reingest_in_new_process(settings) -> float | None:
     """Seconds of `rag ingest` on an unchanged, already built index, in a fresh Python process."""
-    env = {**os.environ, "RAG_CORPUS_DIR": str(Path(settings.corpus_dir).resolve()),
-           "RAG_INDEX_DIR": str(Path(settings.index_dir).resolve()), "RAG_CHROMA_URL": "",
-           "RAG_EMBED_MODEL": settings.embed_model, "RAG_CHUNK_SIZE": str(settings.chunk_size),
-           "RAG_CHUNK_OVERLAP": str(settings.chunk_overlap)}
+    env = {**os.environ, **_child_env(settings)}
     started = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--json"], check=False, env=env,
@@ -777,11 +783,7 @@ def bench_app_startup(base, probe, workdir: Path) -> dict | None:
     finally:
         index.close()
         index._release_embedded_chroma()  # the app's process opens this store next; one process at a time
-    env = {
-        "RAG_CORPUS_DIR": str(corpus), "RAG_INDEX_DIR": str(Path(settings.index_dir).resolve()), "RAG_LLM": "none",
-        "RAG_CHROMA_URL": "", "RAG_EMBED_MODEL": settings.embed_model, "RAG_CHUNK_SIZE": str(settings.chunk_size),
-        "RAG_CHUNK_OVERLAP": str(settings.chunk_overlap),
-    }
+    env = _child_env(settings)
     questions = list(EXAMPLES) + ["Wie heeft het onderzoek uitgevoerd?"]
     _say("app: streamlit run -> first answer in Chromium")
     try:

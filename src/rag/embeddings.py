@@ -128,7 +128,7 @@ class SentenceTransformerEmbeddings(Embeddings):
 
 def get_embeddings(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) -> SentenceTransformerEmbeddings:
     """A process-wide cached embedder per model name (loading takes seconds)."""
-    key = f"{model_name}|{batch_size}"
+    key = _model_key(model_name, batch_size)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _MODELS[key] = SentenceTransformerEmbeddings(model_name, batch_size)
@@ -137,4 +137,8 @@ def get_embeddings(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) 
 
 def is_loaded(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) -> bool:
     """True when `get_embeddings` would return at once (the model is already in memory)."""
-    return f"{model_name}|{batch_size}" in _MODELS
+    return _model_key(model_name, batch_size) in _MODELS
+
+
+def _model_key(model_name: str, batch_size: int) -> str:
+    return f"{model_name}|{batch_size}"

@@ -236,8 +236,6 @@ class Index:
                 f"The index in {self.dir} is empty; run `rag ingest`.",
                 "De index is leeg; voeg documenten toe.",
             )
-        from .embeddings import resolve_model
-
         _, wanted = resolve_model(self.settings.embed_model)
         if built_with != wanted:
             raise IndexMismatchError(
