@@ -1,0 +1,21 @@
+"""Questions -> cited Answers. One concern per module:
+
+- questions: validation, instruction attacks, question kinds
+- followups: making a follow-up stand alone
+- refusal: whether the passages can answer
+- extractive: the offline answerer (verbatim lines with [n])
+- llm: the LLM answerer and its prompt
+- assistant: `Assistant.ask`, which ties them together
+"""
+
+from .answer import NOTE_LLM_DOWN, REFUSAL_TEXT, Answer, Citation
+from .assistant import Assistant
+from .extractive import ExtractiveAnswerer
+from .followups import condense_question
+from .llm import SYSTEM_PROMPT, LLMAnswerer, passages_block
+from .questions import validate_question
+
+__all__ = [
+    "NOTE_LLM_DOWN", "REFUSAL_TEXT", "SYSTEM_PROMPT", "Answer", "Assistant", "Citation", "ExtractiveAnswerer",
+    "LLMAnswerer", "condense_question", "passages_block", "validate_question",
+]

@@ -1,0 +1,54 @@
+"""What every front end shows: the Answer, its Citations, and the fixed Dutch texts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..retrieval import Passage
+
+REFUSAL_TEXT = "Dat staat niet in de beschikbare bronnen."
+NOTE_LLM_DOWN = "LLM niet bereikbaar of antwoord onbruikbaar; extractief antwoord getoond."
+
+
+@dataclass
+class Citation:
+    """A numbered source of an answer: the passage and the sentence quoted from it."""
+
+    n: int
+    passage: Passage
+    quote: str
+
+    def as_json(self) -> dict:
+        p = self.passage
+        return {"n": self.n, "doc_id": p.doc_id, "title": p.title, "section": p.section, "page": p.page,
+                "text": p.text, "quote": self.quote, "chunk_id": p.chunk_id}
+
+
+@dataclass
+class Answer:
+    """What every front end shows: text, refusal flag, citations, passages, backend, notes."""
+
+    question: str
+    text: str
+    refused: bool
+    citations: list[Citation]
+    passages: list[Passage]
+    backend: str
+    notes: list[str] = field(default_factory=list)
+    condensed_question: str | None = None
+    answerability: float = 0.0
+
+    def as_json(self) -> dict:
+        return {
+            "question": self.question,
+            "answer": self.text,
+            "refused": self.refused,
+            "backend": self.backend,
+            "citations": [
+                {k: v for k, v in c.as_json().items() if k != "chunk_id"} for c in self.citations
+            ],
+            "passages": [
+                {"chunk_id": p.chunk_id, "doc_id": p.doc_id, "text": p.text, "score": p.score} for p in self.passages
+            ],
+            "notes": self.notes,
+        }
