@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from ..retrieval import Passage
 
 REFUSAL_TEXT = "Dat staat niet in de beschikbare bronnen."
+# Why an answer was refused; the UI words each differently.
+REFUSAL_NOT_IN_SOURCES = "not_in_sources"
+REFUSAL_MISSING_DOCUMENT = "missing_document"
+REFUSAL_INSTRUCTION = "instruction"
+REFUSAL_TEXTS = {
+    REFUSAL_NOT_IN_SOURCES: REFUSAL_TEXT,
+    REFUSAL_MISSING_DOCUMENT: "Dat staat niet in de geladen bronnen; het staat mogelijk in een document dat nog niet is toegevoegd.",
+    REFUSAL_INSTRUCTION: "Ik beantwoord alleen vragen over de bronnen; instructies aan de assistent volg ik niet.",
+}
 NOTE_LLM_DOWN = "LLM niet bereikbaar of antwoord onbruikbaar; extractief antwoord getoond."
 
 
@@ -37,12 +46,18 @@ class Answer:
     notes: list[str] = field(default_factory=list)
     condensed_question: str | None = None
     answerability: float = 0.0
+    # Set when refused: one of REFUSAL_NOT_IN_SOURCES / _MISSING_DOCUMENT / _INSTRUCTION.
+    refusal_reason: str | None = None
+    # Kinds of document the question asks for that are not indexed ("rapport", "handreiking").
+    missing_kinds: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
             "question": self.question,
             "answer": self.text,
             "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
+            "missing_kinds": self.missing_kinds,
             "backend": self.backend,
             "citations": [
                 {k: v for k, v in c.as_json().items() if k != "chunk_id"} for c in self.citations
