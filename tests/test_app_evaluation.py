@@ -203,7 +203,7 @@ def test_default_paths_are_relative_to_the_working_dir(monkeypatch):
 def test_button_runs_the_eval_and_writes_the_report(indexed, tmp_path, monkeypatch):
     from conftest import ROOT
 
-    gold = ROOT / "evals" / "gold.jsonl"
+    gold = ROOT / "evals" / "tune.jsonl"
     refusal = next(c.id for c in load_dataset(gold) if not c.answerable)
     lines = [line for line in gold.read_text(encoding="utf-8").splitlines()
              if line.strip() and json.loads(line)["id"] in {"fs-aantal-pilots", refusal}]

@@ -1,6 +1,6 @@
 """`rag eval`: metric units on hand-made cases, dataset validation, the CLI, and the CI gate.
 
-The gate (`test_gold_set_meets_floors`) runs evals/gold.jsonl through the offline default
+The gate (`test_gold_set_meets_floors`) runs evals/tune.jsonl through the offline default
 (extractive answerer, bundled model) and checks every metric against evals/floors.toml.
 """
 
@@ -46,7 +46,7 @@ from rag.evaluation import (
     supports,
 )
 
-GOLD = ROOT / "evals" / "gold.jsonl"
+GOLD = ROOT / "evals" / "tune.jsonl"
 FLOORS = ROOT / "evals" / "floors.toml"
 
 SUMMARY_KEYS = {
@@ -395,7 +395,7 @@ def test_tutorial_baseline_answers_with_top_passage(eval_index):
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~1-2 min on an idle laptop; a shared CI box can be much slower
 def test_gold_set_meets_floors(eval_index):
-    """THE CI GATE: the offline default on evals/gold.jsonl stays at or above evals/floors.toml."""
+    """THE CI GATE: the offline default on evals/tune.jsonl stays at or above evals/floors.toml."""
     settings, index = eval_index
     gates = tomllib.loads(FLOORS.read_text(encoding="utf-8"))
     floors, ceilings = gates["floors"], gates.get("ceilings", {})

@@ -31,7 +31,7 @@ BUDGET_S = float(os.environ.get("RAG_LOAD_BUDGET_S", "90"))
 
 
 def _gold_questions(n: int) -> list[str]:
-    rows = [json.loads(line) for line in (ROOT / "evals" / "gold.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in (ROOT / "evals" / "tune.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
     questions = list(dict.fromkeys(r["user_input"] for r in rows))
     return random.Random(16).sample(questions, min(n, len(questions)))
 

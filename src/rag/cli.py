@@ -211,6 +211,36 @@ def chat(k: int | None) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
 
 
+@main.command("fit-refusal")
+@click.option(
+    "--dataset", "pairs", multiple=True, required=True, metavar="DATASET=CORPUS",
+    help="A tuning dataset (JSONL) and the corpus folder its questions are about; repeat for more.",
+)
+@click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".rag-fit"), show_default=True,
+              help="Where the tuning corpora are indexed (incrementally).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Model JSON to write (default: the packaged one).")
+@handle_errors
+def fit_refusal_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None) -> None:
+    """Fit the refusal model on tuning cases (never on the dev splits you report)."""
+    from .answering.refusal import MODEL_PATH
+    from .answering.refusal_fit import fit_refusal
+
+    parsed = []
+    for pair in pairs:
+        dataset, sep, corpus = pair.partition("=")
+        if not sep or not dataset or not corpus:
+            raise click.UsageError(f"--dataset takes DATASET=CORPUS, got '{pair}'.")
+        parsed.append((Path(dataset), Path(corpus)))
+    model = fit_refusal(parsed, _settings(), work_dir, out or MODEL_PATH)
+    fit = model["fit"]
+    click.echo(
+        f"Fit on {fit['cases']} cases ({fit['answerable']} answerable): out-of-fold accuracy "
+        f"{fit['out_of_fold_accuracy']:.3f} at threshold {model['threshold']:.3f}; wrote {out or MODEL_PATH}"
+    )
+    for name, coef in zip(model["features"], model["coef"]):
+        click.echo(f"  {name:18s} {coef:+.3f}")
+
+
 from .evaluation import eval_command  # noqa: E402
 
 main.add_command(eval_command, "eval")

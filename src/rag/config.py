@@ -46,10 +46,10 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, gt=0, description="Seconds the LLM may stay silent (connect, first token, between tokens) before the extractive answer is used.")
     ollama_num_ctx: int = Field(8192, ge=512, description="Ollama context window (its default 2048 drops passages).")
     answer_max_chars: int = Field(600, ge=100, description="Target length of an extractive answer.")
-    refusal_max_unknown: float = Field(
-        0.6, ge=0, le=1, description="Refuse when more than this share of the question's subject words occurs nowhere in the corpus."
+    refusal_threshold: float | None = Field(
+        None, ge=0, le=1,
+        description="Answer only when the refusal model's P(answerable) is at least this; empty = the fitted operating point.",
     )
-    refusal_min_dense: float = Field(0.40, ge=-1, le=1, description="Refuse when the best passage's cosine similarity is below this.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     upload_max_mb: int = Field(50, ge=1, description="Largest accepted upload in MB.")
 

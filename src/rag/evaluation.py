@@ -44,7 +44,7 @@ from .errors import RagError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATASET = Path("evals/gold.jsonl")
+DEFAULT_DATASET = Path("evals/tune.jsonl")
 TUTORIAL_K = 4  # the LangChain tutorial's similarity_search default
 
 # Summary metrics: name -> (label, averaged over). Order is the table order.

@@ -29,6 +29,9 @@ from .errors import (
     StoreUnavailableError,
 )
 from .lexical import LexicalIndex
+from .lines import LINES_VERSION, load_lines, save_lines, split_lines
+from .lines import SCHEMA as LINES_SCHEMA
+from .lines import embed_text as line_embed_text
 from .loaders import LoadedFile, UnreadableFile, discover, load_file, read_manifest
 
 log = logging.getLogger(__name__)
@@ -47,7 +50,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     chunk_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
     section TEXT NOT NULL, page INTEGER, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
-"""
+""" + LINES_SCHEMA
 
 
 @dataclass
@@ -460,13 +463,16 @@ class Index:
             stale_ids = [i for i in replaced_ids if i not in new_ids]
             already_stored = set() if vectors_missing else set(replaced_ids)
             fresh = [c for c in new_chunks if c.chunk_id not in already_stored]
+            # Chunks whose vectors are kept may still lack answer lines (an index from before lines).
+            need_lines = self._without_lines([c for c in new_chunks if c.chunk_id in already_stored])
 
             if new_chunks or gone:
                 with db:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', '1')")
-                self._upsert_vectors(collection, fresh, progress)
+                line_vectors = self._upsert_vectors(collection, fresh, progress)
+                line_vectors.update(self._embed_lines(need_lines))
                 with db:
-                    self._commit_catalog(db, to_write, gone, model_name)
+                    self._commit_catalog(db, to_write, gone, model_name, line_vectors)
                 if stale_ids:
                     for start in range(0, len(stale_ids), 5000):
                         collection.delete(ids=stale_ids[start : start + 5000])
@@ -484,7 +490,9 @@ class Index:
 
     def chunking_signature(self) -> str:
         """What the chunks depend on besides the files; a change re-chunks everything."""
-        return f"{CHUNKER_VERSION} size={self.settings.chunk_size} overlap={self.settings.chunk_overlap}"
+        return (
+            f"{CHUNKER_VERSION} {LINES_VERSION} size={self.settings.chunk_size} overlap={self.settings.chunk_overlap}"
+        )
 
     def _check_writable(self) -> None:
         probe = self.dir / ".write-test"
@@ -522,14 +530,47 @@ class Index:
             loaded.append(lf)
         return loaded, skipped
 
-    def _upsert_vectors(self, collection, chunks: list[Chunk], progress) -> None:
+    def _without_lines(self, chunks: list[Chunk]) -> list[Chunk]:
         if not chunks:
-            return
+            return []
+        have = set(load_lines(self._db(), [c.chunk_id for c in chunks]))
+        return [c for c in chunks if c.chunk_id not in have]
+
+    def _embed_lines(self, chunks: list[Chunk]) -> dict:
+        """Answer lines and their vectors for chunks whose chunk vectors are already stored."""
+        out: dict = {}
+        batch = max(self.settings.embed_batch_size, 16) * 4
+        for start in range(0, len(chunks), batch):
+            out.update(self._encode_batch(chunks[start : start + batch])[1])
+        return out
+
+    def _encode_batch(self, part: list[Chunk]):
+        """One encoder call for a batch of chunks and their answer lines (passage prefix for both)."""
+        cut = [(c, split_lines(c.text)) for c in part]
+        texts = [c.embed_text for c in part]
+        texts += [line_embed_text(c.section, ln) for c, lines in cut for ln in lines]
+        vectors = self.embeddings.encode(texts, self.embeddings.passage_prefix)
+        lines_out: dict = {}
+        at = len(part)
+        for c, lines in cut:
+            lines_out[c.chunk_id] = (lines, vectors[at : at + len(lines)])
+            at += len(lines)
+        return vectors[: len(part)], lines_out
+
+    def lines_for(self, chunk_ids: list[str]):
+        """Stored answer lines and their vectors per chunk id (see rag.lines)."""
+        return load_lines(self._db(), list(chunk_ids))
+
+    def _upsert_vectors(self, collection, chunks: list[Chunk], progress) -> dict:
+        line_vectors: dict = {}
+        if not chunks:
+            return line_vectors
         batch = max(self.settings.embed_batch_size, 16) * 4
         done = 0
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
-            vectors = self.embeddings.encode([c.embed_text for c in part], self.embeddings.passage_prefix)
+            vectors, lines = self._encode_batch(part)
+            line_vectors.update(lines)
             collection.upsert(
                 ids=[c.chunk_id for c in part],
                 embeddings=vectors,
@@ -548,8 +589,9 @@ class Index:
             done += len(part)
             if progress:
                 progress(done, len(chunks))
+        return line_vectors
 
-    def _commit_catalog(self, db, to_write, gone, model_name) -> None:
+    def _commit_catalog(self, db, to_write, gone, model_name, line_vectors: dict | None = None) -> None:
         meta = {
             "chunking": self.chunking_signature(),
             "schema_version": str(SCHEMA_VERSION),
@@ -574,6 +616,9 @@ class Index:
                 "INSERT INTO chunks VALUES (?,?,?,?,?,?)",
                 [(c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text) for c in chunks],
             )
+        db.execute("DELETE FROM lines WHERE chunk_id NOT IN (SELECT chunk_id FROM chunks)")
+        for chunk_id, (lines, vectors) in (line_vectors or {}).items():
+            save_lines(db, chunk_id, lines, vectors)
         generation = int(self._meta("generation") or 0) + 1
         db.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (str(generation),))
 

@@ -1,87 +1,81 @@
-"""The offline answerer: quote the passage lines that answer the question, verbatim, with [n]."""
+"""The offline answerer: quote the passage lines that answer the question, verbatim, with [n].
+
+Lines and their vectors come from the index (cut and embedded at ingest, see rag.lines), so
+choosing lines costs no forward pass beyond the question's own vector.
+"""
 
 from __future__ import annotations
 
-import math
 import re
-import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ..config import Settings
-from ..lexical import content_words
+from ..lexical import content_words, similar_tokens
+from ..lines import Line, embed_text, split_lines, subsection
 from ..retrieval import Passage
 from .answer import REFUSAL_TEXT, Citation
-from .questions import _LIST_Q, _QUANTITY, QUESTION_FRAME
-from .refusal import _matches
+from .questions import LIST_QUESTION, QUANTITY, QUESTION_FRAME
 
-LINE_CACHE_SIZE = 50_000
-KIND_LABEL = {
-    "factsheet": "de factsheet",
-    "rapport": "het rapport",
-    "handreiking": "de handreiking",
-    "webpagina": "de projectpagina",
-}
+KIND_LABEL = {"factsheet": "de factsheet", "rapport": "het rapport", "handreiking": "de handreiking"}
+# A line scoring within this margin of the best one is quoted too (up to MAX_LINES).
+MARGIN = 0.15
+MAX_LINES = 3
+# Weight of the question's own words in a follow-up, against words carried over from before.
+FOCUS_WEIGHT = 2.0
+
 
 @dataclass
-class _Unit:
+class Candidate:
+    """A line of a retrieved passage that could be quoted."""
+
     text: str
     passage_index: int
     position: int
-    is_list_item: bool
+    is_item: bool
+    words: set[str]
+    score: float = 0.0
+    similarity: float = 0.0
+    overlap: float = 0.0
 
 
-def _units(passages: list[Passage]) -> list[_Unit]:
-    """Answer candidates: the lines of each passage (sentences and list items).
+@dataclass
+class Selection:
+    """The chosen lines and what the refusal model needs to judge them."""
 
-    A chart line ("Samenwerkingsverbanden: 33% 40% 27%") takes the short label lines
-    that follow it, so numbers are never quoted without what they measure.
-    """
-    units: list[_Unit] = []
-    for pi, p in enumerate(passages):
-        lines = [ln.strip() for ln in p.text.splitlines() if ln.strip()]
-        for pos, line in enumerate(lines):
-            is_item = bool(_ITEM.match(line))
-            is_label = len(line) < 40 and not is_item and not any(ch.isdigit() for ch in line)
-            prev = units[-1] if units and units[-1].passage_index == pi else None
-            if is_label and prev is not None and _NUMERIC_LINE.search(prev.text):
-                prev.text = f"{prev.text}; {line}"
-                continue
-            units.append(_Unit(_ITEM.sub("", line), pi, pos, is_item))
-    return units
+    chosen: list[Candidate]
+    candidates: list[Candidate] = field(default_factory=list)
+    best_similarity: float = 0.0
+    coverage: float = 0.0  # IDF-weighted share of the question's words found in the chosen lines
 
 
-_ITEM = re.compile(r"^[-*+•]\s+")
-_NUMERIC_LINE = re.compile(r"\d+\s?%(?:[^A-Za-z]*\d+\s?%)+\s*(;|$)")
+def matches(word: str, vocabulary: set[str]) -> bool:
+    """The word, or an inflection of it, is in the vocabulary."""
+    return word in vocabulary or any(similar_tokens(word, other) for other in vocabulary)
 
 
-def _contexts(units: list[_Unit], passages: list[Passage]) -> list[str]:
-    """What each line is scored on: its headings, its text, and for an unlabeled chart
-    line the labels of the chart before it in the same passage (same number of values)."""
-    contexts = []
-    previous_labels: dict[int, tuple[int, str]] = {}
-    for u in units:
-        values = _PERCENT.findall(u.text)
-        labels = ""
-        if values and ";" in u.text:
-            previous_labels[u.passage_index] = (len(values), u.text.split(";", 1)[1])
-        elif values and u.passage_index in previous_labels:
-            count, text = previous_labels[u.passage_index]
-            labels = f" ({text})" if count == len(values) else ""
-        contexts.append(f"{_subsection(passages[u.passage_index])}{u.text}{labels}")
-    return contexts
+def asked_words(question: str) -> list[str]:
+    """The question's subject words: content tokens that are not question framing."""
+    return [w for w in content_words(question) if w not in QUESTION_FRAME]
 
 
-_PERCENT = re.compile(r"\d+\s?%")
+def word_weights(words: list[str], idf: Callable[[str], float] | None, focus: set[str] = frozenset()) -> dict[str, float]:
+    """IDF weight per asked word (rarer words say more about which line answers)."""
+    weights = {w: max(idf(w), 0.1) if idf else 1.0 for w in words}
+    for w in weights:
+        if w in focus:
+            weights[w] *= FOCUS_WEIGHT
+    return weights
 
 
-def _subsection(p: Passage) -> str:
-    """The passage's headings below the document root, as context for scoring a line."""
-    parts = p.section.split(" › ")[1:]
-    return " › ".join(parts) + ": " if parts else ""
+def weighted_coverage(weights: dict[str, float], vocabulary: set[str]) -> float:
+    """Share of the asked words' weight found in a vocabulary."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    return sum(w for word, w in weights.items() if matches(word, vocabulary)) / total
 
 
 def _lead(p: Passage) -> str:
@@ -91,151 +85,146 @@ def _lead(p: Passage) -> str:
 
 
 class ExtractiveAnswerer:
-    """Quote the sentences of the top passages that answer the question, verbatim, with [n]."""
+    """Quote the lines of the top passages that answer the question, verbatim, with [n]."""
 
     name = "extractief"
 
-    def __init__(self, embeddings, settings: Settings, idf: Callable[[str], float] | None = None):
+    def __init__(
+        self,
+        embeddings,
+        settings: Settings,
+        idf: Callable[[str], float] | None = None,
+        lines_for: Callable[[list[str]], dict] | None = None,
+    ):
         self.embeddings = embeddings
         self.settings = settings
         self.idf = idf
-        # Line vectors depend only on the line and its headings, so they are computed once
-        # per process; a question then pays one forward pass for itself (plus new lines).
-        self._line_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self.lines_for = lines_for
 
-    def _vectors(
-        self, question: str, contexts: list[str], question_vector: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Question vector and one vector per context line (cached, LRU)."""
-        found: dict[str, np.ndarray] = {}
-        with self._cache_lock:
-            for c in contexts:
-                if c in self._line_vectors:
-                    self._line_vectors.move_to_end(c)
-                    found[c] = self._line_vectors[c]
-        missing = list(dict.fromkeys(c for c in contexts if c not in found))
-        asked = [] if question_vector is not None else [question]
-        encoded = (
-            self.embeddings.encode(asked + missing, self.embeddings.query_prefix) if asked or missing else []
+    def _lines(self, passages: list[Passage]) -> list[tuple[list[Line], np.ndarray]]:
+        """Each passage's lines and vectors: stored at ingest, or cut and embedded now for
+        passages the index holds no lines for (an index built before lines existed)."""
+        stored = self.lines_for([p.chunk_id for p in passages]) if self.lines_for else {}
+        out = []
+        missing = [i for i, p in enumerate(passages) if p.chunk_id not in stored]
+        computed: dict[int, tuple[list[Line], np.ndarray]] = {}
+        if missing:
+            cut = {i: split_lines(passages[i].text) for i in missing}
+            texts = [embed_text(passages[i].section, ln) for i in missing for ln in cut[i]]
+            vectors = self.embeddings.encode(texts, self.embeddings.passage_prefix) if texts else np.zeros((0, 1))
+            at = 0
+            for i in missing:
+                computed[i] = (cut[i], vectors[at : at + len(cut[i])])
+                at += len(cut[i])
+        for i, p in enumerate(passages):
+            out.append(stored[p.chunk_id] if p.chunk_id in stored else computed[i])
+        return out
+
+    def select(
+        self, question: str, passages: list[Passage], question_vector: np.ndarray, focus: set[str] = frozenset()
+    ) -> Selection:
+        """Score every line of the passages against the question and choose the answer lines."""
+        candidates: list[Candidate] = []
+        vectors = []
+        for pi, (lines, line_vectors) in enumerate(self._lines(passages)):
+            sub = subsection(passages[pi].section)
+            for line, vector in zip(lines, line_vectors):
+                candidates.append(
+                    Candidate(line.text, pi, line.position, line.is_item, set(content_words(f"{sub}\n{line.text}")))
+                )
+                vectors.append(vector)
+        if not candidates:
+            return Selection([])
+        sims = np.vstack(vectors) @ np.asarray(question_vector, dtype=np.float32)
+        weights = word_weights(asked_words(question), self.idf, focus)
+        wants_number = bool(QUANTITY.search(question))
+        # Similarities are compared within the question: scale-free, whatever the model.
+        top, mean = float(sims.max()), float(sims.mean())
+        spread = max(top - mean, 1e-6)
+        for c, sim in zip(candidates, sims):
+            c.similarity = float(sim)
+            c.overlap = weighted_coverage(weights, c.words)
+            has_number = bool(re.search(r"\d", c.text))
+            c.score = 0.5 * max(-1.0, (float(sim) - mean) / spread) + 0.5 * c.overlap
+            c.score += 0.1 if wants_number and has_number else 0.0
+            c.score -= 0.02 * c.passage_index  # the fused ranking already weighed the passages
+            if len(c.text) < 15 and not has_number:
+                c.score -= 0.3  # fragments ("veelgenoemd ...") answer nothing
+        chosen = self._choose(question, candidates)
+        vocabulary: set[str] = set().union(*(c.words for c in chosen)) if chosen else set()
+        return Selection(
+            chosen=chosen,
+            candidates=candidates,
+            best_similarity=max(c.similarity for c in chosen) if chosen else 0.0,
+            coverage=weighted_coverage(weights, vocabulary),
         )
-        if question_vector is None:
-            question_vector = encoded[0]
-        found.update(zip(missing, encoded[len(asked):]))
-        with self._cache_lock:
-            for text in missing:
-                self._line_vectors[text] = found[text]
-            while len(self._line_vectors) > LINE_CACHE_SIZE:
-                self._line_vectors.popitem(last=False)
-        lines = [found[c] for c in contexts]
-        return question_vector, np.vstack(lines)
 
-    def answer(
-        self, question: str, passages: list[Passage], question_vector: np.ndarray | None = None
-    ) -> tuple[str, list[Citation]]:
-        """Pick and order the passage lines that answer the question; return text and citations.
-
-        `question_vector` is the question's query embedding when retrieval already computed it."""
-        units = _units(passages)
-        if not units:
-            return REFUSAL_TEXT, []
-        contexts = _contexts(units, passages)
-        scores = self._score(question, units, contexts, question_vector)
-        order = np.argsort(-np.asarray(scores), kind="stable")
-        best = scores[order[0]]
-        chosen: list[int] = []
-        seen: set[str] = set()
-        used = 0
-        budget = self.settings.answer_max_chars
-
-        def take(i: int) -> bool:
-            nonlocal used
-            key = " ".join(units[i].text.lower().split())
-            if key in seen or (chosen and used + len(units[i].text) > budget):
-                return False
-            if len(units[i].text) > budget:  # one over-long line: quote its verbatim start
-                cut = units[i].text.rfind(" ", 0, budget)
-                units[i].text = units[i].text[: cut if cut > 0 else budget] + " …"
-            chosen.append(i)
-            seen.add(key)
-            used += len(units[i].text) + 6
-            return True
-
-        for i in order:
-            if chosen and (scores[i] < best - 0.12 or len(chosen) >= 3):
+    def _choose(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
+        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+        best = candidates[order[0]]
+        chosen = [best]
+        for i in order[1:]:
+            c = candidates[i]
+            if len(chosen) >= MAX_LINES or c.score < best.score - MARGIN:
                 break
-            take(int(i))
-        if _LIST_Q.search(question):
-            self._add_list(question, units, passages, take)
-        chosen.sort(key=lambda i: (units[i].passage_index, units[i].position))
-        return self._compose([units[i] for i in chosen], passages)
-
-    def _score(
-        self, question: str, units: list[_Unit], contexts: list[str], question_vector: np.ndarray | None = None
-    ) -> list[float]:
-        question_vector, line_vectors = self._vectors(question, contexts, question_vector)
-        sims = line_vectors @ question_vector
-        asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
-        vocabularies = [set(content_words(c)) for c in contexts]
-        # Rarer words say more about which line answers: "kansen" or "ketens" rather than
-        # "onderwijs" or "samenwerkingsverbanden", which the whole corpus is about.
-        weights = {}
-        for w in asked:
-            if self.idf is not None:
-                weights[w] = self.idf(w)
-            else:
-                df = sum(1 for v in vocabularies if _matches(w, v))
-                weights[w] = math.log((len(units) + 1) / (df + 0.5))
-        total = sum(weights.values())
-        wants_number = bool(_QUANTITY.search(question))
-        scores = []
-        for u, vocab, sim in zip(units, vocabularies, sims):
-            overlap = sum(weights[w] for w in asked if _matches(w, vocab)) / total if total > 0 else 0.0
-            has_number = bool(re.search(r"\d", u.text))
-            score = 0.45 * float(sim) + 0.45 * overlap + (0.15 if wants_number and has_number else 0.0)
-            score -= 0.03 * u.passage_index  # the fused ranking already weighed the passages
-            if len(u.text) < 15 and not has_number:
-                score -= 0.2  # fragments like "veelgenoemd ..." answer nothing
-            scores.append(score)
-        return scores
+            # A neighbour that only shares a word is not part of the answer.
+            if c.overlap >= 0.5 * best.overlap and c.text.casefold() != best.text.casefold():
+                chosen.append(c)
+        run = self._list_run(candidates, best)
+        if run and (best.is_item or LIST_QUESTION.search(question) or best.text.rstrip().endswith(":")):
+            chosen += [c for c in run if c not in chosen]
+        return self._within_budget(chosen)
 
     @staticmethod
-    def _add_list(question: str, units: list[_Unit], passages: list[Passage], take: Callable[[int], bool]) -> None:
-        """For "welke/wat zijn" questions, add the items of the list whose passage matches best."""
-        asked = [w for w in content_words(question) if w not in QUESTION_FRAME]
-        by_passage: dict[int, list[int]] = {}
-        for i, u in enumerate(units):
-            if u.is_list_item:
-                by_passage.setdefault(u.passage_index, []).append(i)
-        best, best_pi = 0.0, None
-        for pi, members in by_passage.items():
-            if len(members) < 2 or not asked:
-                continue
-            p = passages[pi]
-            vocab = set(content_words(f"{p.section}\n{p.text}"))
-            overlap = sum(1 for w in asked if _matches(w, vocab)) / len(asked) - 0.03 * pi
-            if overlap > best:
-                best, best_pi = overlap, pi
-        if best_pi is None or best < 0.34:
-            return
-        for i in by_passage[best_pi]:
-            take(i)
+    def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:
+        """The whole list the anchor belongs to, or introduces (the items right after it)."""
+        same = [c for c in candidates if c.passage_index == anchor.passage_index]
+        at = same.index(anchor)
+        start = at if anchor.is_item else at + 1
+        if start >= len(same) or not same[start].is_item:
+            return []
+        while start > 0 and same[start - 1].is_item:
+            start -= 1
+        end = start
+        while end < len(same) and same[end].is_item:
+            end += 1
+        return same[start:end] if end - start >= 2 else []
 
-    def _compose(self, chosen: list[_Unit], passages: list[Passage]) -> tuple[str, list[Citation]]:
+    def _within_budget(self, chosen: list[Candidate]) -> list[Candidate]:
+        budget = self.settings.answer_max_chars
+        # A whole list may exceed the budget a little: a list cut in half misleads.
+        limit = budget * 1.5 if sum(c.is_item for c in chosen) >= 2 else budget
+        kept: list[Candidate] = []
+        used = 0
+        for c in chosen:
+            if kept and used + len(c.text) > limit:
+                continue
+            if len(c.text) > budget:  # one over-long line: quote its verbatim start
+                cut = c.text.rfind(" ", 0, budget)
+                c.text = c.text[: cut if cut > 0 else budget] + " …"
+            kept.append(c)
+            used += len(c.text) + 6
+        return kept
+
+    def compose(self, chosen: list[Candidate], passages: list[Passage]) -> tuple[str, list[Citation]]:
+        """The answer text: lines in document order under a lead per document, each with [n]."""
+        if not chosen:
+            return REFUSAL_TEXT, []
+        chosen = sorted(chosen, key=lambda c: (c.passage_index, c.position))
         numbers: dict[int, int] = {}
         citations: list[Citation] = []
         lines: list[str] = []
         current_doc = None
-        for u in chosen:
-            p = passages[u.passage_index]
-            if u.passage_index not in numbers:
-                numbers[u.passage_index] = len(numbers) + 1
-                citations.append(Citation(numbers[u.passage_index], p, u.text))
-            n = numbers[u.passage_index]
+        for c in chosen:
+            p = passages[c.passage_index]
+            if c.passage_index not in numbers:
+                numbers[c.passage_index] = len(numbers) + 1
+                citations.append(Citation(numbers[c.passage_index], p, c.text))
+            n = numbers[c.passage_index]
             if p.doc_id != current_doc:
                 lines.append(f"{_lead(p)}:")
                 current_doc = p.doc_id
-            lines.append(f"- {u.text} [{n}]" if u.is_list_item else f"{u.text} [{n}]")
+            lines.append(f"- {c.text} [{n}]" if c.is_item else f"{c.text} [{n}]")
         text = ""
         after_list = False
         for line in lines:
@@ -247,3 +236,14 @@ class ExtractiveAnswerer:
                 text += ("\n\n" if after_list else " " if text else "") + line
                 after_list = False
         return text.strip(), citations
+
+    def answer(
+        self, question: str, passages: list[Passage], question_vector: np.ndarray | None = None
+    ) -> tuple[str, list[Citation]]:
+        """Choose and compose the answer lines (the question is embedded when no vector is given)."""
+        if not passages:
+            return REFUSAL_TEXT, []
+        if question_vector is None:
+            question_vector = self.embeddings.encode([question], self.embeddings.query_prefix)[0]
+        return self.compose(self.select(question, passages, question_vector).chosen, passages)
+

@@ -8,16 +8,15 @@ import unicodedata
 from ..errors import QuestionError
 from ..lexical import stem
 
-# Words that frame a question rather than name its subject: they must not count
-# towards "the sources mention what was asked".
+# Words that frame a question rather than name its subject ("how many percent", "tell me"):
+# general Dutch/English question vocabulary, so they do not count as what is asked about.
 QUESTION_FRAME = frozenset(
     stem(w)
     for w in """procent percentage aandeel deel gemiddeld aantal noem noemen geef vertel
-    uitleg leg beschrijf onderzoek rapport factsheet bron bronnen document documenten
-    volgens staat stond gaat soort soorten manier manieren precies eigenlijk graag
-    please tell give list main according research""".split()
+    uitleg leg beschrijf volgens staat stond gaat soort soorten manier manieren precies
+    eigenlijk graag welk welke please tell give list main according much many""".split()
 )
-_INJECTION = re.compile(
+INJECTION = re.compile(
     r"\b(negeer|vergeet|ignore|disregard|forget)\b.{0,40}\b(opdracht|instructie|instructies|regels|instructions|prompt|alles|wat je)"
     r"|\b(systeemprompt|system prompt|verborgen instructies|hidden instructions|jailbreak)\b"
     r"|\b(je|jouw|uw|your)\s+(opdracht|instructies|regels|prompt|instructions)\b"
@@ -25,8 +24,37 @@ _INJECTION = re.compile(
     r"|\b(schrijf|write)\b.{0,20}\b(gedicht|poem|verhaal|story|lied|grap|joke)\b",
     re.IGNORECASE,
 )
-_QUANTITY = re.compile(r"\b(hoeveel|welk(e)? (deel|percentage|aandeel)|hoe ?veel|procent|percentage|how many|what share)\b", re.I)
-_LIST_Q = re.compile(r"\b(welke|noem|wat zijn|wat levert|opsomming|which|what are)\b", re.I)
+QUANTITY = re.compile(
+    r"\b(hoeveel|hoe ?veel|welk(e)? (deel|percentage|aandeel)|procent|percentage|how many|how much|what share|what percentage)\b",
+    re.I,
+)
+LIST_QUESTION = re.compile(r"\b(welke|noem|wat zijn|opsomming|which|what are|list)\b", re.I)
+OVERVIEW = re.compile(
+    r"\b(samenvatting|samenvatten|vat\b.{0,40}\bsamen|waar gaat (het|dit|de|deze)\b.{0,30}\bover|waarover gaat"
+    r"|belangrijkste (conclusies|bevindingen|uitkomsten|resultaten)|kernboodschap|in het kort|overzicht van"
+    r"|summary|summari[sz]e|what is (the|this) (research|study|report) about|main (findings|conclusions))\b",
+    re.I,
+)
+# Document kinds a question can name; the answer says so when that kind is not indexed.
+KIND_WORDS = {
+    "rapport": re.compile(r"\b(rapport|rapportage|onderzoeksrapport|eindrapport|report)\b", re.I),
+    "handreiking": re.compile(r"\b(handreiking|handreikingen|handvatten|guide|guidance)\b", re.I),
+}
+
+
+def is_instruction(question: str) -> bool:
+    """True when the question is an instruction to the assistant rather than a question."""
+    return bool(INJECTION.search(question))
+
+
+def is_overview(question: str) -> bool:
+    """True for "summarise it" / "what is it about" questions."""
+    return bool(OVERVIEW.search(question))
+
+
+def kinds_named(question: str) -> list[str]:
+    """Document kinds the question names ("Wat zegt het rapport over ..." -> ["rapport"])."""
+    return [kind for kind, pattern in KIND_WORDS.items() if pattern.search(question)]
 
 
 def validate_question(text: str, max_chars: int = 2000) -> str:

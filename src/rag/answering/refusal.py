@@ -1,60 +1,117 @@
-"""Whether the retrieved passages can answer the question (refusal)."""
+"""Refusal as selective answering: answer only when the evidence says the lines answer the question.
+
+Features describe the question, the retrieved passages and the chosen answer lines; a
+logistic model fit on labelled cases (`rag fit-refusal`, tuning splits only) turns them
+into the probability that the question is answerable from the sources. The operating
+point (threshold) is chosen on the same tuning cases; the risk-coverage curve is reported
+on cases that were not used to fit it (`rag eval`). See Kamath, Jia & Liang, ACL 2020.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Callable
 
-from ..config import Settings
-from ..lexical import content_words, similar_tokens
+import numpy as np
+
 from ..retrieval import Passage
-from .questions import _INJECTION, QUESTION_FRAME
+from .extractive import Selection, asked_words, weighted_coverage, word_weights
 
-
-def _matches(word: str, vocabulary: set[str]) -> bool:
-    return word in vocabulary or any(similar_tokens(word, other) for other in vocabulary)
+MODEL_PATH = Path(__file__).with_name("refusal_model.json")
+FEATURES = (
+    "dense_top",          # best passage's cosine similarity to the question
+    "dense_peak",         # how far the best passage stands out from the others
+    "line_similarity",    # best chosen line's cosine similarity to the question
+    "coverage",           # IDF-weighted share of the question's words in the chosen lines
+    "passage_coverage",   # the same, in the best of the top-3 passages (with headings)
+    "unknown",            # IDF-weighted share of the question's words the corpus never uses
+    "agreement",          # dense and BM25 rank the top passage high alike
+    "lexical_strength",   # top BM25 score against the question's total IDF
+    "asked_words",        # how many subject words the question has (log)
+)
 
 
 @dataclass
-class Answerability:
-    """The features behind the refusal decision.
+class Verdict:
+    """The refusal decision with its evidence."""
 
-    `score` is min(dense_top / min_dense, (1 - unknown) / (1 - max_unknown)), 0 for
-    instruction attacks: below 1 means refuse. Tuned on evals/gold.jsonl (see README).
-    """
-
-    unknown: float
-    coverage: float
-    dense_top: float
-    injection: bool
-    score: float
+    features: dict[str, float]
+    probability: float
+    threshold: float
 
     @property
     def answerable(self) -> bool:
-        return self.score >= 1.0
+        return self.probability >= self.threshold
 
 
-def answerability(question: str, passages: list[Passage], settings: Settings, knows: Callable[[str], bool]) -> Answerability:
-    """Decide whether the passages can answer the question.
+def features(
+    question: str,
+    passages: list[Passage],
+    selection: Selection,
+    idf: Callable[[str], float] | None,
+    knows: Callable[[str], bool],
+) -> dict[str, float]:
+    """The refusal model's inputs for one question."""
+    asked = asked_words(question)
+    weights = word_weights(asked, idf)
+    total = sum(weights.values())
+    unknown = sum(w for word, w in weights.items() if not knows(word)) / total if total > 0 else 1.0
+    dense = [p.dense_score for p in passages if p.dense_score is not None]
+    dense_top = max(dense) if dense else 0.0
+    dense_peak = dense_top - float(np.mean(dense)) if dense else 0.0
+    passage_coverage = max(
+        (weighted_coverage(weights, set(_words(f"{p.section}\n{p.text}"))) for p in passages[:3]), default=0.0
+    )
+    top = passages[0] if passages else None
+    if top is None:
+        agreement = 0.0
+    elif top.dense_rank and top.lexical_rank:
+        agreement = 1.0 if max(top.dense_rank, top.lexical_rank) <= 3 else 0.5
+    else:
+        agreement = 0.0
+    lexical = max((p.lexical_score or 0.0) for p in passages) if passages else 0.0
+    return {
+        "dense_top": float(dense_top),
+        "dense_peak": float(dense_peak),
+        "line_similarity": float(selection.best_similarity),
+        "coverage": float(selection.coverage),
+        "passage_coverage": float(passage_coverage),
+        "unknown": float(unknown),
+        "agreement": agreement,
+        "lexical_strength": float(lexical / total) if total > 0 else 0.0,
+        "asked_words": math.log1p(len(asked)),
+    }
 
-    Refuse when most of the question's subject words occur nowhere in the corpus
-    ("Groningen", "erwtensoep"), when even the best passage is far from the question,
-    or when the question is an instruction to the assistant.
-    """
-    asked = [w for w in content_words(question) if w not in QUESTION_FRAME and not w.isdigit()]
-    unknown = sum(1 for w in asked if not knows(w)) / len(asked) if asked else 1.0
-    coverage = 0.0
-    for p in passages[:3]:
-        vocab = set(content_words(f"{p.section}\n{p.text}"))
-        if asked:
-            coverage = max(coverage, sum(1 for w in asked if _matches(w, vocab)) / len(asked))
-    dense_top = max((p.dense_score or 0.0) for p in passages) if passages else 0.0
-    injection = bool(_INJECTION.search(question))
-    has_dense = any(p.dense_score is not None for p in passages)
-    # Lexical-only retrieval has no similarity to judge by: decide on the words alone.
-    dense_ratio = dense_top / settings.refusal_min_dense if settings.refusal_min_dense > 0 and has_dense else 1.0
-    known_ratio = (1 - unknown) / (1 - settings.refusal_max_unknown) if settings.refusal_max_unknown < 1 else 1.0
-    # Up to max_unknown unknown words passes; more refuses.
-    known_ratio = max(known_ratio, 1.0) if unknown <= settings.refusal_max_unknown else min(known_ratio, 0.99)
-    score = 0.0 if injection or not passages else min(dense_ratio, known_ratio)
-    return Answerability(round(unknown, 3), round(coverage, 3), round(dense_top, 4), injection, round(score, 4))
+
+def _words(text: str) -> list[str]:
+    from ..lexical import content_words
+
+    return content_words(text)
+
+
+@lru_cache(maxsize=4)
+def load_model(path: Path = MODEL_PATH) -> dict:
+    """The fitted model (features, standardisation, coefficients, threshold) from JSON."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if tuple(data["features"]) != FEATURES:
+        raise ValueError(f"{path} was fit on other features; run `rag fit-refusal`")
+    return data
+
+
+def probability(values: dict[str, float], model: dict) -> float:
+    """P(answerable) from the logistic model."""
+    x = np.array([values[name] for name in FEATURES], dtype=float)
+    z = (x - np.array(model["mean"])) / np.array(model["scale"])
+    logit = float(z @ np.array(model["coef"]) + model["intercept"])
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, logit))))
+
+
+def decide(values: dict[str, float], threshold: float | None = None, model_path: Path = MODEL_PATH) -> Verdict:
+    """Apply the fitted model; `threshold` overrides the fitted operating point."""
+    model = load_model(model_path)
+    chosen = model["threshold"] if threshold is None else threshold
+    return Verdict(values, round(probability(values, model), 4), float(chosen))

@@ -20,7 +20,7 @@ import streamlit as st
 from rag.ui import common
 
 REPORT_PATH = Path("evals/reports/latest.json")  # relative to the working directory
-DATASET_PATH = Path("evals/gold.jsonl")
+DATASET_PATH = Path("evals/tune.jsonl")
 REPORT_ENV = "RAG_EVAL_REPORT"  # overrides REPORT_PATH (tests, other setups)
 DATASET_ENV = "RAG_EVAL_DATASET"  # overrides DATASET_PATH
 CHART_METRICS = {  # metric -> short label on the chart's axis

@@ -1,0 +1,110 @@
+"""Fit the refusal model on labelled tuning cases (`rag fit-refusal`).
+
+Each (dataset, corpus) pair is indexed under `work_dir`, every case is analysed by the
+real Assistant (retrieval, answer lines, features), and a logistic regression on
+standardised features is fit with balanced classes. The threshold is the one that
+maximises accuracy on out-of-fold probabilities (5-fold), so the operating point is not
+chosen on probabilities the model was fit on. Only tuning splits belong here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..evaluation import load_dataset
+from ..index import Index
+from .assistant import Assistant
+from .questions import is_instruction
+from .refusal import FEATURES, MODEL_PATH, load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Row:
+    """One labelled case: its features and whether the sources answer it."""
+
+    case_id: str
+    values: dict[str, float]
+    answerable: bool
+
+
+def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Row]:
+    """Index `corpus` (incrementally, under work_dir) and compute features for every case."""
+    index_dir = Path(work_dir) / corpus.resolve().as_posix().strip("/").replace("/", "_")
+    local = settings.with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
+    index = Index(local)
+    index.ingest()
+    assistant = Assistant(local, index.open(), chat_model=None)
+    rows = []
+    for case in load_dataset(dataset):
+        if is_instruction(case.user_input):
+            continue  # refused by rule, not by the model
+        a = assistant.analyse(case.user_input, case.history)
+        rows.append(Row(case.id, a.features, case.answerable))
+    index.close()
+    return rows
+
+
+def fit(rows: list[Row], sources: list[str]) -> dict:
+    """Logistic regression with balanced classes; threshold from out-of-fold probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.array([[r.values[f] for f in FEATURES] for r in rows], dtype=float)
+    y = np.array([r.answerable for r in rows], dtype=int)
+    if len(set(y)) < 2:
+        raise ValueError("the tuning cases need both answerable and unanswerable questions")
+
+    def model():
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000))
+
+    folds = StratifiedKFold(n_splits=min(5, int(min(np.bincount(y)))), shuffle=True, random_state=0)
+    out_of_fold = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
+    candidates = np.unique(np.round(out_of_fold, 3))
+    accuracy = [float(np.mean((out_of_fold >= t) == y)) for t in candidates]
+    best = max(accuracy)
+    # Among equally accurate thresholds take the middle one: the most room on both sides.
+    ties = [t for t, acc in zip(candidates, accuracy) if acc == best]
+    threshold = float(ties[len(ties) // 2])
+    fitted = model().fit(x, y)
+    scaler, logistic = fitted[0], fitted[1]
+    return {
+        "features": list(FEATURES),
+        "mean": scaler.mean_.tolist(),
+        "scale": scaler.scale_.tolist(),
+        "coef": logistic.coef_[0].tolist(),
+        "intercept": float(logistic.intercept_[0]),
+        "threshold": threshold,
+        "fit": {
+            "cases": len(rows),
+            "answerable": int(y.sum()),
+            "unanswerable": int(len(y) - y.sum()),
+            "out_of_fold_accuracy": round(best, 4),
+            "sources": sources,
+        },
+    }
+
+
+def fit_refusal(pairs: list[tuple[Path, Path]], settings: Settings, work_dir: Path, out: Path = MODEL_PATH) -> dict:
+    """Collect features over (dataset, corpus) pairs, fit, write the model JSON; return it."""
+    rows: list[Row] = []
+    for dataset, corpus in pairs:
+        found = collect(dataset, corpus, settings, work_dir)
+        log.info("%s: %d cases", dataset, len(found))
+        rows.extend(found)
+    from ..embeddings import resolve_model
+
+    model = fit(rows, [f"{d} on {c}" for d, c in pairs])
+    model["fit"]["embed_model"] = resolve_model(settings.embed_model)[1]
+    Path(out).write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
+    load_model.cache_clear()
+    return model
