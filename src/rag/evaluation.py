@@ -328,6 +328,9 @@ class CaseResult:
     verdicts: list[SentenceVerdict] = field(default_factory=list)
     judge_errors: list[str] = field(default_factory=list)
     condensed_question: str | None = None
+    # P(answerable) from the refusal model, and whether the answer (given even when refused) is right.
+    answerability: float | None = None
+    correct_if_answered: bool | None = None
 
     def as_json(self) -> dict:
         c = self.case
@@ -344,6 +347,8 @@ class CaseResult:
             "retrieved_context_ids": [p.chunk_id for p in self.passages],
             "retrieved_contexts": [p.text for p in self.passages],
             "metrics": self.metrics,
+            "answerability": self.answerability,
+            "correct_if_answered": self.correct_if_answered,
         }
 
     def failures(self) -> list[str]:
@@ -431,16 +436,76 @@ def _progress(items: list, desc: str, show: bool):
 
 
 def run_assistant(assistant, cases: list[EvalCase], k: int, desc: str = "ours", progress: bool = True) -> list[CaseResult]:
-    """Run every case (with its history) through Assistant.ask and score it."""
+    """Run every case (with its history) through Assistant.ask and score it.
+
+    For the risk-coverage curve, a refused answerable case is asked once more with the refusal
+    threshold at 0, to learn whether the answer it held back would have been right."""
     results = []
+    always_answers = None
     for case in _progress(cases, desc, progress):
         answer = assistant.ask(case.user_input, case.history, k=k)
-        passages = [PassageView(p.chunk_id, p.doc_id, p.text, p.title, p.section) for p in answer.passages]
-        citations = [{"n": c.n, "doc_id": c.passage.doc_id, "chunk_id": c.passage.chunk_id} for c in answer.citations]
-        result = CaseResult(case, answer.text, answer.refused, citations, passages, k,
-                            condensed_question=answer.condensed_question)
-        results.append(score_case(result))
+        result = _result(case, answer, k)
+        if case.answerable and answer.refused and answer.refusal_reason != "instruction":
+            if always_answers is None:
+                always_answers = type(assistant)(
+                    assistant.settings.with_overrides(refusal_threshold=0.0), index=assistant.index, chat_model=None
+                )
+            held_back = _result(case, always_answers.ask(case.user_input, case.history, k=k), k)
+            result.correct_if_answered = bool(held_back.metrics.get("fact_recall", 0.0) > 0)
+        results.append(result)
     return results
+
+
+def _result(case: EvalCase, answer, k: int) -> CaseResult:
+    passages = [PassageView(p.chunk_id, p.doc_id, p.text, p.title, p.section) for p in answer.passages]
+    citations = [{"n": c.n, "doc_id": c.passage.doc_id, "chunk_id": c.passage.chunk_id} for c in answer.citations]
+    result = score_case(CaseResult(case, answer.text, answer.refused, citations, passages, k,
+                                   condensed_question=answer.condensed_question))
+    result.answerability = float(getattr(answer, "answerability", 0.0))
+    if not case.answerable:
+        result.correct_if_answered = False
+    elif not answer.refused:
+        result.correct_if_answered = bool(result.metrics.get("fact_recall", 0.0) > 0) if case.facts else True
+    return result
+
+
+def risk_coverage(results: list[CaseResult], points: int = 10) -> list[dict]:
+    """Selective-answering curve: answer the most confident share of cases (coverage) and
+    count how many of those answers are wrong (risk: an unanswerable question answered, or
+    an answer without any expected fact). Cases ranked by the refusal model's P(answerable)."""
+    ranked = sorted(
+        (r for r in results if r.answerability is not None and r.correct_if_answered is not None),
+        key=lambda r: -r.answerability,
+    )
+    curve = []
+    for i in range(1, points + 1):
+        n = max(1, round(len(ranked) * i / points))
+        answered = ranked[:n]
+        wrong = sum(1 for r in answered if not r.correct_if_answered)
+        curve.append({"coverage": round(n / len(ranked), 3), "risk": round(wrong / n, 3),
+                      "threshold": round(answered[-1].answerability, 4)})
+    return curve if ranked else []
+
+
+def operating_point(results: list[CaseResult]) -> dict | None:
+    """Coverage and risk at the threshold actually used (what the user sees)."""
+    scored = [r for r in results if r.correct_if_answered is not None]
+    if not scored:
+        return None
+    answered = [r for r in scored if not r.refused]
+    wrong = sum(1 for r in answered if not r.correct_if_answered)
+    return {"coverage": round(len(answered) / len(scored), 3),
+            "risk": round(wrong / len(answered), 3) if answered else 0.0}
+
+
+def split_of(dataset: Path) -> str:
+    """Which split a dataset file is: tuning (fit on) or dev (report only)."""
+    stem = Path(dataset).stem
+    if "tune" in stem or stem == "gold":
+        return "tuning split (used to fit; do not report)"
+    if "dev" in stem:
+        return "dev split (report only, never tuned on)"
+    return "custom dataset"
 
 
 _FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
@@ -642,6 +707,9 @@ class EvalRun:
         return {
             "summary": self.ours.summary,
             "config": self.config,
+            "split": split_of(self.dataset),
+            "risk_coverage": risk_coverage(self.ours.results),
+            "operating_point": operating_point(self.ours.results),
             "cases": [r.as_json() for r in self.ours.results],
         }
 
@@ -758,7 +826,7 @@ def markdown_report(run: EvalRun) -> str:
     parts = [
         "# Answer-quality eval",
         "",
-        (f"Dataset `{run.dataset}` ({len(run.ours.results)} cases) · answerer `{cfg['answerer']}` · "
+        (f"Dataset `{run.dataset}` — {split_of(run.dataset)} ({len(run.ours.results)} cases) · answerer `{cfg['answerer']}` · "
          f"embeddings `{cfg['embed_model']}` · k={cfg['k']} · chunking {cfg['chunking']} · commit `{cfg['commit']}`"),
         "",
         "## Summary",
@@ -769,6 +837,15 @@ def markdown_report(run: EvalRun) -> str:
          "cases; refusal accuracy over all cases. Citation support is the offline ALCE-style check (numbers and "
          "names verbatim in the cited passages, content-word overlap >= rag.citations.SUPPORT_OVERLAP)."),
     ]
+    curve, point = risk_coverage(run.ours.results), operating_point(run.ours.results)
+    if curve:
+        parts += ["", "## Risk-coverage (refusal model)", "",
+                  markdown_table(["coverage", "risk", "P(answerable) at least"],
+                                 [[f"{c['coverage']:.2f}", f"{c['risk']:.3f}", f"{c['threshold']:.3f}"] for c in curve]),
+                  "",
+                  ("Cases ranked by the refusal model's P(answerable); risk = share of the answered cases that are "
+                   "wrong (an unanswerable question answered, or no expected fact in the answer)."
+                   + (f" Operating point: coverage {point['coverage']:.2f}, risk {point['risk']:.3f}." if point else ""))]
     if run.baselines:
         parts += ["", ("Baselines: bm25-only and dense-only are our Assistant with RAG_RETRIEVAL_MODE=lexical/dense; "
                        "langchain-tutorial is RecursiveCharacterTextSplitter(1000, 200) + Chroma similarity_search "
@@ -853,6 +930,7 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
                 sys.exit(2)
             judge_model = build_chat_model(settings)
         cases = load_dataset(dataset)
+        click.echo(f"Dataset {dataset}: {split_of(dataset)}, {len(cases)} cases", err=True)
         run = run_eval(settings, cases, k=k, compare=compare, judge_model=judge_model, dataset=dataset)
         if json_out:
             write_json(run, json_out)
@@ -862,6 +940,10 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
     click.echo(text_table(*summary_rows(run)))
+    point = operating_point(run.ours.results)
+    if point:
+        click.echo(f"\nRefusal operating point: coverage {point['coverage']:.2f}, risk {point['risk']:.3f} "
+                   "(risk-coverage curve in --report / --json)")
     failing = sum(1 for r in run.ours.results if r.failures())
     click.echo(f"\n{failing} of {len(run.ours.results)} cases fail"
                + (f"; details in {report_out}" if report_out else "; add --report OUT.md for details") + ".")

@@ -20,6 +20,13 @@ from .answer import REFUSAL_TEXT, Citation
 from .questions import LIST_QUESTION, QUANTITY, QUESTION_FRAME
 
 KIND_LABEL = {"factsheet": "de factsheet", "rapport": "het rapport", "handreiking": "de handreiking"}
+# Line scoring, tuned on the tuning splits (evals/tune_lines.py): similarity to the question
+# in standard deviations from the best line, IDF-weighted word overlap, a bonus for numbers
+# when a quantity is asked, a small penalty per passage rank.
+SIMILARITY_WEIGHT = 0.15
+OVERLAP_WEIGHT = 0.5
+NUMBER_BONUS = 0.1
+RANK_PENALTY = 0.02
 # A line scoring within this margin of the best one is quoted too (up to MAX_LINES).
 MARGIN = 0.15
 MAX_LINES = 3
@@ -138,16 +145,16 @@ class ExtractiveAnswerer:
         sims = np.vstack(vectors) @ np.asarray(question_vector, dtype=np.float32)
         weights = word_weights(asked_words(question), self.idf, focus)
         wants_number = bool(QUANTITY.search(question))
-        # Similarities are compared within the question: scale-free, whatever the model.
-        top, mean = float(sims.max()), float(sims.mean())
-        spread = max(top - mean, 1e-6)
+        # Similarities are compared within the question, in standard deviations: scale-free,
+        # whatever the model (e5 cosines crowd into 0.75-0.9, MiniLM's spread over 0-0.8).
+        top, spread = float(sims.max()), max(float(sims.std()), 1e-3)
         for c, sim in zip(candidates, sims):
             c.similarity = float(sim)
             c.overlap = weighted_coverage(weights, c.words)
             has_number = bool(re.search(r"\d", c.text))
-            c.score = 0.5 * max(-1.0, (float(sim) - mean) / spread) + 0.5 * c.overlap
-            c.score += 0.1 if wants_number and has_number else 0.0
-            c.score -= 0.02 * c.passage_index  # the fused ranking already weighed the passages
+            c.score = SIMILARITY_WEIGHT * (float(sim) - top) / spread + OVERLAP_WEIGHT * c.overlap
+            c.score += NUMBER_BONUS if wants_number and has_number else 0.0
+            c.score -= RANK_PENALTY * c.passage_index  # the fused ranking already weighed the passages
             if len(c.text) < 15 and not has_number:
                 c.score -= 0.3  # fragments ("veelgenoemd ...") answer nothing
         chosen = self._choose(question, candidates)
@@ -170,17 +177,29 @@ class ExtractiveAnswerer:
             # A neighbour that only shares a word is not part of the answer.
             if c.overlap >= 0.5 * best.overlap and c.text.casefold() != best.text.casefold():
                 chosen.append(c)
+        asks_list = bool(LIST_QUESTION.search(question))
         run = self._list_run(candidates, best)
-        if run and (best.is_item or LIST_QUESTION.search(question) or best.text.rstrip().endswith(":")):
+        if not run and asks_list:
+            # The best line is not next to a list: take the best-scoring list of the passages.
+            runs = [r for r in (self._list_run(candidates, c) for c in candidates if c.is_item) if r]
+            run = max(runs, key=lambda r: max(c.score for c in r), default=[])
+            if run and max(c.score for c in run) < best.score - 2 * MARGIN:
+                run = []
+        if run and (best.is_item or asks_list or best.text.rstrip().endswith(":") or best not in run):
             chosen += [c for c in run if c not in chosen]
         return self._within_budget(chosen)
 
     @staticmethod
     def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:
-        """The whole list the anchor belongs to, or introduces (the items right after it)."""
+        """The whole list the anchor belongs to, or introduces (items right after it, past at
+        most one short line such as "veelgenoemd ...")."""
         same = [c for c in candidates if c.passage_index == anchor.passage_index]
         at = same.index(anchor)
-        start = at if anchor.is_item else at + 1
+        start = at
+        if not anchor.is_item:
+            start = at + 1
+            if start < len(same) and not same[start].is_item and len(same[start].text) <= 30:
+                start += 1
         if start >= len(same) or not same[start].is_item:
             return []
         while start > 0 and same[start - 1].is_item:
