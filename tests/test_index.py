@@ -266,13 +266,21 @@ def test_model_mismatch_in_catalog(make_index):
         Index(settings).ingest()
 
 
-def test_model_mismatch_with_another_model_path(make_index, embedder, tmp_path):
-    settings, _ = make_index()
-    from rag.embeddings import default_model_path
+def test_model_mismatch_minilm_index_with_the_default(tmp_path, make_index):
+    """An index built with MiniLM refuses the default model (and a MiniLM copy in a folder)."""
+    from rag.embeddings import get_embeddings, minilm_model_path
+
+    settings, _ = make_index(ingest=False, embed_model="all-MiniLM-L6-v2")
+    Index(settings, embeddings=get_embeddings("all-MiniLM-L6-v2")).ingest()
+    Index(settings).open()
+    with pytest.raises(IndexMismatchError, match="rag ingest --rebuild"):
+        Index(settings.with_overrides(embed_model="default")).open()
+    with pytest.raises(IndexMismatchError, match="rag ingest --rebuild"):
+        Index(settings.with_overrides(embed_model="default")).ingest()
 
     other = tmp_path / "mijn-model"
     other.mkdir()
-    for item in default_model_path().iterdir():  # a cheap "copy" of the default model
+    for item in minilm_model_path().iterdir():  # a cheap "copy" of MiniLM under another name
         (other / item.name).symlink_to(item)
     with pytest.raises(IndexMismatchError, match="rag ingest --rebuild"):
         Index(settings.with_overrides(embed_model=str(other))).open()

