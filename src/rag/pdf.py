@@ -15,13 +15,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .chunking import BULLETS
+
 log = logging.getLogger(__name__)
 
 # Bump when extraction or cleaning changes the text, so stored hashes no longer match.
 PDF_TEXT_VERSION = "pdfium-clean-v1"
 
-# Bullets a list item may start with (the chunker recognises the same set).
-BULLETS = "-*+•–—∗·◦▪▫■□●○‣⁃✓✗"
 _ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]\s+|\(?(?:\d{{1,3}}|[a-z])[.)]\s+)")
 # Words after which "x- " is an ellipsis compound ("onderwijs- en jeugdhulp"), never joined.
 _ELLIPSIS_NEXT = {"en", "of", "tot", "noch", "als", "dan", "and", "or", "to", "t/m"}
