@@ -7,7 +7,8 @@ server on 127.0.0.1, PDFs written with fpdf2. Nothing reaches the internet
 Helpers (plain functions, importable as `from conftest import make_pdf`, and also
 available as fixtures of the same name):
 
-- `make_pdf(path, pages, title=None, bookmarks=None, user_password=None)`
+- `make_pdf(path, pages, title=None, bookmarks=None, user_password=None, header=None, footer=None,
+  page_labels=None, creation_date=None, font_sizes=None)` (mid-page bookmarks: `[[bookmark:LEVEL:Title]]` lines)
 - `make_settings(tmp, **overrides)` -> Settings isolated in a temp folder
 - `free_port()` -> a free TCP port on 127.0.0.1 (with `wait_for_http`, `stop_process`: rag.localserver)
 - `subprocess_env(settings, **extra)` -> env for a `rag` child process on that index and corpus
@@ -25,10 +26,13 @@ Fixtures:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -68,21 +72,47 @@ def make_pdf(
     title: str | None = None,
     bookmarks: list[tuple[int, str, int]] | None = None,
     user_password: str | None = None,
+    header: Callable[[int], str] | None = None,
+    footer: Callable[[int], str] | None = None,
+    page_labels: list[tuple[int, str, str | None, int | None]] | None = None,
+    creation_date: datetime | bool | None = None,
+    font_sizes: dict[str, float] | None = None,
 ) -> Path:
     """Write a PDF with one page per string in `pages` (text layer, real fonts).
 
     - `title` sets the PDF metadata title.
     - `bookmarks`: (page number 1-based, title, level 0..) outline entries, written with
       fpdf2's `start_section` at the top of that page (in the given order).
+    - Inside a page's text, a line `[[bookmark:LEVEL:Title]]` starts an outline entry at
+      that point of the page (mid-page) and prints Title as a line; `[[bookmark-hidden:LEVEL:Title]]`
+      starts the entry without printing the title.
     - `user_password`: encrypt the file so it cannot be opened without that password.
+    - `header` / `footer`: page number (1-based) -> running text at the top / bottom of every page.
+    - `page_labels`: (first page 1-based, style "D"/"r"/"R"/"a"/"A", prefix or None, start or None)
+      printed page numbering from that page on (fpdf2's `set_page_label`).
+    - `creation_date`: the PDF's CreationDate (None: fpdf2 writes the current time; False: none).
+    - `font_sizes`: line text -> font size, for lines printed larger (a title on page 1).
 
     Text is Unicode-safe when a TTF font is present (`TTF_FONT`), otherwise Latin-1 only.
     Returns `path`.
     """
     from fpdf import FPDF
 
+    class _PDF(FPDF):
+        def header(self):
+            if header is not None:
+                self.set_y(8)
+                self.cell(0, 6, header(self.page_no()), new_x="LMARGIN", new_y="NEXT")
+                self.set_y(self.t_margin)
+
+        def footer(self):
+            if footer is not None:
+                self.set_y(-15)
+                self.cell(0, 6, footer(self.page_no()), align="C")
+
     path = Path(path)
-    pdf = FPDF()
+    pdf = _PDF()
+    pdf.set_top_margin(20)
     if user_password is not None:
         pdf.set_encryption(owner_password="eigenaar-" + user_password, user_password=user_password)
     if TTF_FONT is not None:
@@ -92,16 +122,46 @@ def make_pdf(
         pdf.set_font("helvetica", size=11)
     if title:
         pdf.set_title(title)
+    if isinstance(creation_date, datetime):
+        pdf.set_creation_date(creation_date)
     marks = bookmarks or []
+    labels = {first: (style, prefix, start) for first, style, prefix, start in (page_labels or [])}
     for number, text in enumerate(pages, start=1):
         pdf.add_page()
+        if number in labels:
+            style, prefix, start = labels[number]
+            pdf.set_page_label(style, prefix, start)
         for page, mark, level in marks:
             if page == number:
                 pdf.start_section(mark, level=level)
-        if text:
-            pdf.multi_cell(0, 6, text)
+        block: list[str] = []
+
+        def flush():
+            if block:
+                pdf.multi_cell(0, 6, "\n".join(block), new_x="LMARGIN", new_y="NEXT")
+                block.clear()
+
+        for line in (text or "").split("\n"):
+            inline = re.fullmatch(r"\[\[(bookmark|bookmark-hidden):(\d):(.+)\]\]", line.strip())
+            size = (font_sizes or {}).get(line)
+            if inline:
+                flush()
+                pdf.start_section(inline.group(3), level=int(inline.group(2)))
+                if inline.group(1) == "bookmark":
+                    pdf.multi_cell(0, 6, inline.group(3), new_x="LMARGIN", new_y="NEXT")
+            elif size:
+                flush()
+                pdf.set_font_size(size)
+                pdf.multi_cell(0, size * 0.6, line, new_x="LMARGIN", new_y="NEXT")
+                pdf.set_font_size(11)
+            else:
+                block.append(line)
+        flush()
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
+    if creation_date is False:
+        # fpdf2 always writes one; renaming the key (same length) keeps the xref offsets valid.
+        path.write_bytes(path.read_bytes().replace(b"/CreationDate", b"/XreationDate"))
     return path
 
 

@@ -16,13 +16,15 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v2"
+CHUNKER_VERSION = "structure-v3"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
 MAX_UNIT_CHARS = 1000
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•✓✗]|\d{1,3}[.)])\s+")
+# Bullets a list item may start with (PDFs bring en dashes, asterisk operators, squares).
+BULLETS = "-*+•–—∗·◦▪▫■□●○‣⁃✓✗"
+_LIST_ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]|\d{{1,3}}[.)])\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
 # whitespace and an uppercase letter, digit or opening quote. Abbreviations like
 # "o.a." or "St." are not followed by an uppercase start often enough to matter here.
@@ -41,6 +43,7 @@ class Chunk:
     page: int | None
     ordinal: int
     metadata: dict = field(default_factory=dict)
+    page_label: str | None = None
 
     @property
     def embed_text(self) -> str:
@@ -53,6 +56,7 @@ class _Unit:
     text: str
     section: str
     page: int | None
+    page_label: str | None = None
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -93,7 +97,9 @@ def _clean_inline(text: str) -> str:
     return m.group(2).strip() if m else text
 
 
-def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, str]] | None = None):
+def iter_units(
+    text: str, root: str, page: int | None, state: list[tuple[int, str]] | None = None, page_label: str | None = None
+):
     """Yield units (list item / sentence) with their heading path.
 
     `state` carries the heading path from one page to the next (updated in place).
@@ -114,7 +120,7 @@ def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, st
             paragraph.clear()
             for sentence in split_sentences(joined):
                 for piece in _split_long(sentence):
-                    yield _Unit(piece, section(), page)
+                    yield _Unit(piece, section(), page, page_label)
 
     for raw in text.splitlines():
         line = raw.rstrip()
@@ -131,7 +137,7 @@ def iter_units(text: str, root: str, page: int | None, state: list[tuple[int, st
         if _LIST_ITEM.match(line):
             yield from flush()
             for piece in _split_long(_clean_inline(line.strip())):
-                yield _Unit(piece, section(), page)
+                yield _Unit(piece, section(), page, page_label)
             continue
         if raw.endswith("  ") or len(line.strip()) < 40 and paragraph and not line.strip().endswith((".", ":")):
             # Markdown hard line break / short chart label lines: keep within the paragraph.
@@ -157,10 +163,10 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
     state: list[tuple[int, str]] = []
     for doc in documents:
         root = short_title(doc.metadata.get("title", "")) if root_title else ""
-        units.extend(iter_units(doc.page_content, root, doc.metadata.get("page"), state))
+        units.extend(iter_units(doc.page_content, root, doc.metadata.get("page"), state, doc.metadata.get("page_label")))
     if not documents:
         return chunks
-    base_meta = {k: v for k, v in documents[0].metadata.items() if k != "page"}
+    base_meta = {k: v for k, v in documents[0].metadata.items() if k not in ("page", "page_label")}
     doc_id = base_meta["doc_id"]
 
     section_sizes: dict[str, int] = {}
@@ -183,6 +189,7 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
                 page=page,
                 ordinal=len(chunks),
                 metadata=dict(base_meta),
+                page_label=current[0].page_label,
             )
         )
 
@@ -210,7 +217,7 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
                     overlap.insert(0, prev)
             current = overlap
             text = unit.text
-        current.append(_Unit(text, unit.section, unit.page))
+        current.append(_Unit(text, unit.section, unit.page, unit.page_label))
     emit()
     return chunks
 

@@ -68,19 +68,33 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
 
     settings = _settings()
     index = Index(settings)
-    bar = None
+    bars: dict[str, tqdm] = {}
+    units = {"files": "file", "pages": "page", "embedding": "chunk"}
 
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if as_json:
-            return
-        if bar is None:
-            bar = tqdm(total=total, desc="Embedding", unit="chunk", file=sys.stderr)
+    def on_event(stage: str, done: int, total: int, name: str) -> None:
+        bar = bars.get(stage)
+        if bar is None or bar.total != total or (stage == "pages" and bar.desc != name):
+            if bar is not None:
+                bar.close()
+            desc = name if stage == "pages" else ("Reading" if stage == "files" else "Embedding")
+            bar = bars[stage] = tqdm(
+                total=total, desc=desc, unit=units[stage], file=sys.stderr, leave=stage != "pages",
+                position=1 if stage == "pages" else 0,
+            )
+        if stage == "files" and name:
+            bar.set_postfix_str(name, refresh=False)
         bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del bars[stage]
 
-    report = index.ingest(list(paths) or None, rebuild=rebuild, progress=progress)
-    if bar is not None:
-        bar.close()
+    # Bars only for a person watching: not with --json, not when stderr is a file or pipe.
+    show = not as_json and sys.stderr.isatty()
+    try:
+        report = index.ingest(list(paths) or None, rebuild=rebuild, on_event=on_event if show else None)
+    finally:
+        for bar in bars.values():
+            bar.close()
     if as_json:
         _out(report.as_json())
     else:

@@ -32,11 +32,20 @@ from .lexical import LexicalIndex
 from .lines import LINES_VERSION, load_lines, save_lines, split_lines
 from .lines import SCHEMA as LINES_SCHEMA
 from .lines import embed_text as line_embed_text
-from .loaders import LoadedFile, UnreadableFile, discover, load_file, read_manifest
+from .loaders import (
+    LoadedFile,
+    UnreadableFile,
+    content_hash,
+    discover,
+    doc_id_for,
+    load_file,
+    read_manifest,
+    read_source,
+)
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CATALOG = "catalog.sqlite"
 REBUILD_HINT = "run `rag ingest --rebuild`"
 
@@ -48,7 +57,7 @@ CREATE TABLE IF NOT EXISTS documents (
     pages INTEGER, chunks INTEGER NOT NULL, ingested_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS chunks (
     chunk_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
-    section TEXT NOT NULL, page INTEGER, text TEXT NOT NULL);
+    section TEXT NOT NULL, page INTEGER, text TEXT NOT NULL, page_label TEXT);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
 """ + LINES_SCHEMA
 
@@ -67,6 +76,7 @@ class ChunkRecord:
     kind: str
     year: int | None
     url: str
+    page_label: str | None = None
 
     @property
     def embed_text(self) -> str:
@@ -165,6 +175,10 @@ class Index:
             try:
                 conn = sqlite3.connect(self.catalog_path, timeout=30)
                 conn.executescript(_SCHEMA)
+                columns = {row[1] for row in conn.execute("PRAGMA table_info(chunks)")}
+                if "page_label" not in columns:  # a schema-1 index; its chunks are redone on the next ingest
+                    conn.execute("ALTER TABLE chunks ADD COLUMN page_label TEXT")
+                    conn.commit()
             except sqlite3.DatabaseError as exc:
                 raise IndexMismatchError(
                     f"The index catalog {self.catalog_path} is damaged ({exc}); {REBUILD_HINT}.",
@@ -310,7 +324,8 @@ class Index:
             return {}
         marks = ",".join("?" * len(ids))
         rows = self._db().execute(
-            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text, d.title, d.kind, d.year, d.url "
+            "SELECT c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text, d.title, d.kind, d.year, d.url, "
+            "c.page_label "
             f"FROM chunks c JOIN documents d USING(doc_id) WHERE c.chunk_id IN ({marks})",
             ids,
         ).fetchall()
@@ -402,8 +417,13 @@ class Index:
         rebuild: bool = False,
         progress: Callable[[int, int], None] | None = None,
         lock_timeout: float = 30.0,
+        on_event: Callable[[str, int, int, str], None] | None = None,
     ) -> IngestReport:
-        """Bring the index in line with the files under `paths` (default: the corpus)."""
+        """Bring the index in line with the files under `paths` (default: the corpus).
+
+        `progress(done, total)` reports embedded chunks. `on_event(stage, done, total, name)`
+        reports every stage from the first second: "files" (per file checked or parsed),
+        "pages" (per PDF page parsed, `name` = the file) and "embedding" (per batch)."""
         started = time.perf_counter()
         roots = [Path(p) for p in (paths or [self.settings.corpus_dir])]
         report = IngestReport()
@@ -431,11 +451,11 @@ class Index:
             catalog_chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
             vectors_missing = collection.count() < catalog_chunks
 
-            loaded, skipped = self._load(roots)
-            report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             known = {row[0]: row[1] for row in db.execute("SELECT doc_id, content_hash FROM documents")}
             if self._meta("chunking") not in (None, self.chunking_signature()) or vectors_missing:
                 known = {}  # chunking changed or vectors lost: every document is done again
+            loaded, skipped = self._load(roots, known, on_event)
+            report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []
@@ -469,7 +489,7 @@ class Index:
             if new_chunks or gone:
                 with db:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', '1')")
-                line_vectors = self._upsert_vectors(collection, fresh, progress)
+                line_vectors = self._upsert_vectors(collection, fresh, progress, on_event)
                 line_vectors.update(self._embed_lines(need_lines))
                 with db:
                     self._commit_catalog(db, to_write, gone, model_name, line_vectors)
@@ -505,17 +525,33 @@ class Index:
                 "De indexmap is niet schrijfbaar; kies een andere map (RAG_INDEX_DIR).",
             ) from exc
 
-    def _load(self, roots: list[Path]) -> tuple[list[LoadedFile], list[tuple[Path, str]]]:
+    def _load(
+        self,
+        roots: list[Path],
+        known: dict[str, str] | None = None,
+        on_event: Callable[[str, int, int, str], None] | None = None,
+    ) -> tuple[list[LoadedFile], list[tuple[Path, str]]]:
+        """Discover and load the files under `roots`. A file whose bytes (and manifest entry)
+        hash to its `known[doc_id]` is not parsed: it comes back without documents."""
         files, skipped = discover(roots)
         manifests: dict[Path, dict] = {}
         loaded: list[LoadedFile] = []
         by_id: dict[str, Path] = {}
-        for path in files:
+        for number, path in enumerate(files):
+            if on_event:
+                on_event("files", number, len(files), path.name)
             folder = path.parent
             if folder not in manifests:
                 manifests[folder] = read_manifest(folder)
             try:
-                lf = load_file(path, manifests[folder])
+                data = read_source(path)
+                digest = content_hash(data, path, manifests[folder])
+                doc_id = doc_id_for(path)
+                if known and known.get(doc_id) == digest and doc_id not in by_id:
+                    lf = LoadedFile(path=path, doc_id=doc_id, content_hash=digest)
+                else:
+                    on_page = (lambda done, total, name=path.name: on_event("pages", done, total, name)) if on_event else None
+                    lf = load_file(path, manifests[folder], data=data, on_page=on_page)
             except UnreadableFile as exc:
                 skipped.append((path, str(exc)))
                 continue
@@ -528,6 +564,8 @@ class Index:
                 continue
             by_id[lf.doc_id] = path
             loaded.append(lf)
+        if on_event:
+            on_event("files", len(files), len(files), "")
         return loaded, skipped
 
     def _without_lines(self, chunks: list[Chunk]) -> list[Chunk]:
@@ -561,12 +599,14 @@ class Index:
         """Stored answer lines and their vectors per chunk id (see rag.lines)."""
         return load_lines(self._db(), list(chunk_ids))
 
-    def _upsert_vectors(self, collection, chunks: list[Chunk], progress) -> dict:
+    def _upsert_vectors(self, collection, chunks: list[Chunk], progress, on_event=None) -> dict:
         line_vectors: dict = {}
         if not chunks:
             return line_vectors
         batch = max(self.settings.embed_batch_size, 16) * 4
         done = 0
+        if on_event:  # before the first batch, which may also load the model
+            on_event("embedding", 0, len(chunks), "")
         for start in range(0, len(chunks), batch):
             part = chunks[start : start + batch]
             vectors, lines = self._encode_batch(part)
@@ -589,6 +629,8 @@ class Index:
             done += len(part)
             if progress:
                 progress(done, len(chunks))
+            if on_event:
+                on_event("embedding", done, len(chunks), "")
         return line_vectors
 
     def _commit_catalog(self, db, to_write, gone, model_name, line_vectors: dict | None = None) -> None:
@@ -613,8 +655,8 @@ class Index:
                  m.get("publisher", ""), m.get("url", ""), max(pages) if pages else None, len(chunks), now),
             )
             db.executemany(
-                "INSERT INTO chunks VALUES (?,?,?,?,?,?)",
-                [(c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text) for c in chunks],
+                "INSERT INTO chunks (chunk_id, doc_id, ordinal, section, page, text, page_label) VALUES (?,?,?,?,?,?,?)",
+                [(c.chunk_id, c.doc_id, c.ordinal, c.section, c.page, c.text, c.page_label) for c in chunks],
             )
         db.execute("DELETE FROM lines WHERE chunk_id NOT IN (SELECT chunk_id FROM chunks)")
         for chunk_id, (lines, vectors) in (line_vectors or {}).items():

@@ -1,7 +1,8 @@
 """Files -> LangChain Documents with metadata.
 
 Every loader returns Markdown-ish text (headings as `#` lines, list items as `- `)
-so one chunker handles all formats. PDFs give one Document per page with `page` set.
+so one chunker handles all formats. PDFs give one Document per page with `page` (physical) and `page_label` (printed) set;
+PDF extraction and cleaning live in `rag.pdf`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 from langchain_core.documents import Document
+
+from .pdf import clean_text
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,8 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 # that would take the better part of an hour to embed on a laptop.
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
+# Bump when a loader's output changes for the same bytes, so unchanged files are parsed again.
+LOADER_VERSION = "2"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
@@ -187,66 +193,17 @@ def _load_docx(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     return meta, [(None, "\n".join(lines))]
 
 
-def _pdf_outline(reader) -> dict[int, list[str]]:
-    """Map 1-based page number -> outline titles that start on it (level order kept)."""
-    starts: dict[int, list[tuple[int, str]]] = {}
-
-    def walk(items, depth):
-        for item in items:
-            if isinstance(item, list):
-                walk(item, depth + 1)
-                continue
-            try:
-                page = reader.get_destination_page_number(item) + 1
-            except Exception:  # noqa: BLE001 - broken outline entries are common
-                continue
-            title = " ".join(str(getattr(item, "title", "") or "").split())
-            if title:
-                starts.setdefault(page, []).append((depth, title))
+def _load_pdf(data: bytes, on_page=None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
+    from .pdf import PdfError, extract_pdf
 
     try:
-        walk(reader.outline, 0)
-    except Exception:  # noqa: BLE001
-        return {}
-    return {p: [f"{'#' * min(d + 1, 6)} {t}" for d, t in items] for p, items in starts.items()}
-
-
-def _load_pdf(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
-    import io
-    import zlib
-
-    from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                if not reader.decrypt(""):
-                    raise UnreadableFile("encrypted PDF (password required)")
-            except UnreadableFile:
-                raise
-            except Exception as exc:  # noqa: BLE001 - pypdf raises several types here
-                raise UnreadableFile("encrypted PDF (password required)") from exc
-        meta: dict = {}
-        info = reader.metadata
-        if info and info.title and str(info.title).strip():
-            meta["title"] = str(info.title).strip()
-        outline = _pdf_outline(reader)
-        pages: list[tuple[int | None, str]] = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = page.extract_text() or ""
-            headings = outline.get(number, [])
-            body = "\n".join(headings + [text]) if headings else text
-            pages.append((number, body))
-    except UnreadableFile:
-        raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError, NotImplementedError,
-            RecursionError, zlib.error) as exc:
-        raise UnreadableFile(f"corrupt or unreadable PDF ({exc.__class__.__name__})") from exc
-    if not any(text.strip() for _, text in pages):
+        content = extract_pdf(data, on_page)
+    except PdfError as exc:
+        raise UnreadableFile(str(exc)) from exc
+    pages = [(p.number, p.text, p.label) for p in content.pages]
+    if not any(text.strip() for _, text, _ in pages):
         raise UnreadableFile("PDF has no text layer (scanned?); OCR it first")
-    return meta, pages
+    return content.meta, pages
 
 
 _LOADERS = {
@@ -271,8 +228,8 @@ def _sniff_mismatch(suffix: str, data: bytes) -> str | None:
     return None
 
 
-def load_file(path: Path, manifest: dict[str, dict] | None = None) -> LoadedFile:
-    """Load one file into Documents; raise UnreadableFile with the reason to skip it."""
+def read_source(path: Path) -> bytes:
+    """The raw bytes of a supported file; raise UnreadableFile with the reason to skip it."""
     suffix = path.suffix.lower()
     if suffix not in _LOADERS:
         raise UnreadableFile(f"unsupported file type '{suffix or path.name}'")
@@ -290,8 +247,40 @@ def load_file(path: Path, manifest: dict[str, dict] | None = None) -> LoadedFile
     mismatch = _sniff_mismatch(suffix, data)
     if mismatch:
         raise UnreadableFile(mismatch)
-    meta, parts = _LOADERS[suffix](data)
-    if not any(text.strip() for _, text in parts):
+    return data
+
+
+def content_hash(data: bytes, path: Path, manifest: dict[str, dict] | None = None) -> str:
+    """What decides a document's chunks besides the chunker: its bytes, name, manifest entry
+    and the loader version. Computed before parsing, so unchanged files are not parsed again."""
+    from .pdf import PDF_TEXT_VERSION
+
+    extra = (manifest or {}).get(doc_id_for(path), {})
+    hasher = hashlib.sha256(data)
+    hasher.update(f"\x00{LOADER_VERSION}\x00{PDF_TEXT_VERSION}\x00{path.name}\x00".encode())
+    hasher.update(repr(sorted((str(k), repr(v)) for k, v in extra.items())).encode())
+    return hasher.hexdigest()[:32]
+
+
+def load_file(
+    path: Path,
+    manifest: dict[str, dict] | None = None,
+    data: bytes | None = None,
+    on_page: Callable[[int, int], None] | None = None,
+) -> LoadedFile:
+    """Load one file into Documents; raise UnreadableFile with the reason to skip it.
+
+    `data` is the file's bytes when the caller has read them already (`read_source`);
+    `on_page(done, total)` reports PDF pages as they are read."""
+    suffix = path.suffix.lower()
+    if data is None:
+        data = read_source(path)
+    if suffix == ".pdf":
+        meta, parts = _load_pdf(data, on_page)
+    else:
+        meta, raw_parts = _LOADERS[suffix](data)
+        parts = [(page, clean_text(text), None) for page, text in raw_parts]
+    if not any(text.strip() for _, text, _ in parts):
         raise UnreadableFile("no text found")
 
     doc_id = doc_id_for(path)
@@ -311,14 +300,12 @@ def load_file(path: Path, manifest: dict[str, dict] | None = None) -> LoadedFile
         "url": str(merged.get("url") or ""),
         "source": str(path),
     }
-    hasher = hashlib.sha256(data)
-    hasher.update(repr(sorted((k, v) for k, v in base.items() if k != "source")).encode())
     documents = [
-        Document(page_content=text, metadata={**base, "page": page})
-        for page, text in parts
+        Document(page_content=text, metadata={**base, "page": page, "page_label": label if label else (str(page) if page else None)})
+        for page, text, label in parts
         if text.strip()
     ]
-    return LoadedFile(path=path, doc_id=doc_id, content_hash=hasher.hexdigest()[:32], documents=documents)
+    return LoadedFile(path=path, doc_id=doc_id, content_hash=content_hash(data, path, manifest), documents=documents)
 
 
 def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:

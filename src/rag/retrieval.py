@@ -31,6 +31,7 @@ class Passage:
     dense_rank: int | None = None
     lexical_rank: int | None = None
     url: str = ""
+    page_label: str | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +105,7 @@ class HybridSearcher:
             passages.append(
                 Passage(
                     chunk_id=cid, doc_id=rec.doc_id, title=rec.title, kind=rec.kind, section=rec.section,
-                    page=rec.page, text=rec.text, score=round(fused[cid], 6), url=rec.url or "", **info[cid],
+                    page=rec.page, text=rec.text, score=round(fused[cid], 6), url=rec.url or "", page_label=rec.page_label, **info[cid],
                 )
             )
             if len(passages) == k:
