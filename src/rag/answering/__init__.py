@@ -8,7 +8,16 @@
 - assistant: `Assistant.ask`, which ties them together
 """
 
-from .answer import NOTE_LLM_DOWN, REFUSAL_TEXT, Answer, Citation
+from .answer import (
+    NOTE_LLM_DOWN,
+    REFUSAL_INSTRUCTION,
+    REFUSAL_MISSING_DOCUMENT,
+    REFUSAL_NOT_IN_SOURCES,
+    REFUSAL_TEXT,
+    REFUSAL_TEXTS,
+    Answer,
+    Citation,
+)
 from .assistant import Assistant
 from .extractive import ExtractiveAnswerer
 from .followups import condense_question
@@ -16,6 +25,7 @@ from .llm import SYSTEM_PROMPT, LLMAnswerer, passages_block
 from .questions import validate_question
 
 __all__ = [
-    "NOTE_LLM_DOWN", "REFUSAL_TEXT", "SYSTEM_PROMPT", "Answer", "Assistant", "Citation", "ExtractiveAnswerer",
+    "NOTE_LLM_DOWN", "REFUSAL_INSTRUCTION", "REFUSAL_MISSING_DOCUMENT", "REFUSAL_NOT_IN_SOURCES", "REFUSAL_TEXT",
+    "REFUSAL_TEXTS", "SYSTEM_PROMPT", "Answer", "Assistant", "Citation", "ExtractiveAnswerer",
     "LLMAnswerer", "condense_question", "passages_block", "validate_question",
 ]

@@ -30,7 +30,7 @@ class Citation:
     def as_json(self) -> dict:
         p = self.passage
         return {"n": self.n, "doc_id": p.doc_id, "title": p.title, "section": p.section, "page": p.page,
-                "text": p.text, "quote": self.quote, "chunk_id": p.chunk_id}
+                "page_label": p.page_label, "text": p.text, "quote": self.quote, "chunk_id": p.chunk_id}
 
 
 @dataclass
@@ -63,7 +63,9 @@ class Answer:
                 {k: v for k, v in c.as_json().items() if k != "chunk_id"} for c in self.citations
             ],
             "passages": [
-                {"chunk_id": p.chunk_id, "doc_id": p.doc_id, "text": p.text, "score": p.score} for p in self.passages
+                {"chunk_id": p.chunk_id, "doc_id": p.doc_id, "page": p.page, "page_label": p.page_label,
+                 "text": p.text, "score": p.score}
+                for p in self.passages
             ],
             "notes": self.notes,
         }

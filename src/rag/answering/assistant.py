@@ -193,8 +193,7 @@ class Assistant:
             for r in (summary or records)[:OVERVIEW_CHUNKS_PER_DOC]:
                 passages.append(Passage(
                     chunk_id=r.chunk_id, doc_id=r.doc_id, title=r.title, kind=r.kind, section=r.section,
-                    page=r.page, text=r.text, score=0.0, url=r.url or "",
-                    **({"page_label": r.page_label} if hasattr(r, "page_label") else {}),
+                    page=r.page, text=r.text, score=0.0, url=r.url or "", page_label=r.page_label,
                 ))
         if not passages:
             return [], []
