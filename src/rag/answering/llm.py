@@ -155,10 +155,14 @@ def _several_lines(text: str) -> bool:
 _PROMPT_LINES = [" ".join(line.lower().split()) for line in SYSTEM_PROMPT.splitlines() if len(line) >= 40]
 
 
+_PROMPT_FRAME = re.compile(r"<\s*/?\s*passage\b|\bbronpassages\s*:", re.I)
+
+
 def _leaks_prompt(text: str) -> bool:
-    """True when an answer quotes a line of the system prompt (an injection that worked)."""
+    """True when an answer quotes a line of the system prompt (an injection that worked)
+    or the frame of the user message (passage blocks, "Bronpassages:"): a model echoing its prompt."""
     flat = " ".join(text.lower().split())
-    return any(line[:60] in flat for line in _PROMPT_LINES)
+    return any(line[:60] in flat for line in _PROMPT_LINES) or bool(_PROMPT_FRAME.search(text))
 
 
 def _best_line(passage: str, claims: str) -> str:
