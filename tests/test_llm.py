@@ -24,8 +24,8 @@ from rag.answering import (
     LLMAnswerer,
     passages_block,
 )
-from rag.citations import markers
 from rag.answering.followups import condense_question
+from rag.citations import markers
 from rag.errors import ConfigError, LLMError
 from rag.llm import SCHEMES, build_chat_model, describe_llm, parse_llm_setting
 
