@@ -16,6 +16,22 @@ What the server does is chosen per test with :class:`Reply` kinds:
 - ``"stop_halfway"``: stream half of ``Reply.text`` and then drop the connection
   (chunked body never terminated, no ``[DONE]``)
 - ``"empty"``: a well-formed answer with no content
+- ``"runaway"``: a model that never emits a stop token. Like llama.cpp's server it stops
+  only at the ``max_tokens`` of the request body (``finish_reason: "length"``) and ignores
+  ``max_completion_tokens``; without ``max_tokens`` it streams ``Reply.text`` over and over,
+  one token every ``Reply.delay`` seconds, until the client disconnects (bounded by
+  ``RUNAWAY_MAX_TOKENS`` / ``RUNAWAY_MAX_SECONDS``). Unstreamed, it is silent that long.
+- ``"echo"``: a model that repeats its prompt: the answer is the system prompt and the
+  user message (passages and question) of the request, verbatim
+- ``"context_overflow"``: HTTP 400 with llama.cpp's error body ("the request exceeds the
+  available context size ...")
+
+Seen by the server: ``server.disconnects`` counts streams the client hung up on, and
+``server.streamed_tokens`` lists how many content tokens each streamed reply sent.
+
+:class:`FakeOllama` is the same idea for Ollama's native ``POST /api/chat`` (NDJSON
+stream, ``options.num_predict`` honoured like ``max_tokens`` above); its ``base_url`` is
+what ``OLLAMA_HOST`` should be.
 
 Choosing the reply: ``server.script`` (a list, consumed first in order), then
 ``server.responder(body)`` (may return a Reply, a str for a text reply, or None),
@@ -44,7 +60,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
-KINDS = ("text", "error500", "hang", "stall", "drip", "garbage", "stop_halfway", "empty")
+KINDS = (
+    "text", "error500", "hang", "stall", "drip", "garbage", "stop_halfway", "empty",
+    "runaway", "echo", "context_overflow",
+)
+RUNAWAY_MAX_TOKENS = 20_000  # a runaway stream ends here even if nobody hangs up ...
+RUNAWAY_MAX_SECONDS = 120.0  # ... or after this long
+LLAMA_CPP_CONTEXT_ERROR = {
+    "error": {
+        "code": 400,
+        "message": "the request exceeds the available context size, try increasing it",
+        "type": "exceed_context_size_error",
+        "n_prompt_tokens": 9731,
+        "n_ctx": 4096,
+    }
+}
 
 
 @dataclass
@@ -53,7 +83,7 @@ class Reply:
 
     kind: str = "text"
     text: str = ""
-    delay: float = 60.0  # seconds: silence for "hang"/"stall", pause per token for "drip"
+    delay: float = 60.0  # seconds: silence for "hang"/"stall", pause per token for "drip"/"runaway"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -63,6 +93,26 @@ class Reply:
 def tokens_of(text: str) -> list[str]:
     """Split a text into stream tokens: each word with its trailing whitespace."""
     return re.findall(r"\S+\s*|\s+", text)
+
+
+def echo_text(body: dict) -> str:
+    """What an echoing model says: the system and user messages of the request, verbatim."""
+    parts = []
+    for m in body.get("messages") or []:
+        c = m.get("content")
+        if isinstance(c, list):
+            c = "".join(p.get("text", "") for p in c if isinstance(p, dict))
+        if m.get("role") in ("system", "user"):
+            parts.append(str(c or ""))
+    return "\n\n".join(parts)
+
+
+def runaway_tokens(text: str, limit: int | None):
+    """Reply.text's tokens over and over: `limit` of them, or RUNAWAY_MAX_TOKENS."""
+    toks = tokens_of(text) or ["bla "]
+    count = RUNAWAY_MAX_TOKENS if limit is None else min(int(limit), RUNAWAY_MAX_TOKENS)
+    for i in range(count):
+        yield toks[i % len(toks)]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -154,6 +204,16 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.kind == "error500":
             self._send_json(500, {"error": {"message": "fake internal error", "type": "server_error", "code": None}})
             return
+        if reply.kind == "context_overflow":
+            self._send_json(400, LLAMA_CPP_CONTEXT_ERROR)
+            return
+        if reply.kind == "echo":
+            reply = Reply("text", echo_text(body))
+        if reply.kind == "runaway" and not stream:
+            # Generating forever before answering: silence, like "hang".
+            self.server.fake._stopping.wait(min(reply.delay * RUNAWAY_MAX_TOKENS, RUNAWAY_MAX_SECONDS))
+            self._drop()
+            return
         if not stream:
             if reply.kind == "garbage":
                 self._send_json(200, "{this is not json")
@@ -185,6 +245,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._event("[DONE]")
             self._end_stream()
             return
+        if reply.kind == "runaway":
+            self._runaway(model, reply, body.get("max_tokens"))
+            return
         toks = [] if reply.kind == "empty" else tokens_of(reply.text)
         if reply.kind in ("stop_halfway", "stall"):
             for tok in toks[: max(1, len(toks) // 2)]:
@@ -207,6 +270,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._event("[DONE]")
         self._end_stream()
 
+    def _runaway(self, model: str, reply: Reply, limit: int | None) -> None:
+        """Stream until max_tokens (if the request set it), the client hangs up, or the bounds."""
+        fake = self.server.fake
+        sent = 0
+        end = time.monotonic() + RUNAWAY_MAX_SECONDS
+        try:
+            for tok in runaway_tokens(reply.text, limit):
+                if fake._stopping.wait(reply.delay) or time.monotonic() > end:
+                    break
+                self._event(self._completion_chunk(model, {"content": tok}))
+                sent += 1
+            else:  # max_tokens reached: a clean end, as llama.cpp does
+                self._event(self._completion_chunk(model, {}, finish="length"))
+                self._event("[DONE]")
+                self._end_stream()
+                return
+        except OSError:  # the client closed the connection
+            fake._note_disconnect()
+            return
+        finally:
+            fake._note_streamed(sent)
+        self._drop()
+
     @staticmethod
     def _full_completion(model: str, text: str) -> dict:
         return {
@@ -227,19 +313,23 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     allow_reuse_address = True
 
-    def __init__(self, fake: FakeOpenAI):
+    def __init__(self, fake: FakeOpenAI, handler: type[BaseHTTPRequestHandler]):
         self.fake = fake
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), handler)
 
 
 class FakeOpenAI:
     """The fake server: a context manager; `base_url` is what OPENAI_BASE_URL should be."""
+
+    handler: type[BaseHTTPRequestHandler] = _Handler
 
     def __init__(self, default: Reply | str | None = None):
         self.default: Reply = _as_reply(default) or Reply("text", "")
         self.script: list[Reply] = []
         self.responder: Callable[[dict], Reply | str | None] | None = None
         self.requests: list[dict] = []
+        self.disconnects = 0
+        self.streamed_tokens: list[int] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -267,6 +357,23 @@ class FakeOpenAI:
                 return chosen
         return self.default
 
+    def _note_disconnect(self) -> None:
+        with self._lock:
+            self.disconnects += 1
+
+    def _note_streamed(self, count: int) -> None:
+        with self._lock:
+            self.streamed_tokens.append(count)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+        """Poll `predicate` (every 50 ms, at most `timeout` s); its last value."""
+        end = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > end:
+                return predicate()
+            time.sleep(0.05)
+        return True
+
     # -- lifecycle ----------------------------------------------------------------
     @property
     def port(self) -> int:
@@ -279,7 +386,7 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         self._stopping.clear()
-        self._server = _Server(self)
+        self._server = _Server(self, self.handler)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
@@ -326,3 +433,107 @@ def _as_reply(value: Reply | str | None) -> Reply | None:
     if value is None or isinstance(value, Reply):
         return value
     return Reply("text", str(value))
+
+
+# -- Ollama ------------------------------------------------------------------------------
+
+
+class _OllamaHandler(_Handler):
+    """Ollama's native chat API: ``POST /api/chat``, NDJSON lines when ``"stream": true``."""
+
+    def do_GET(self):
+        if self.path.rstrip("/") in ("", "/api/version"):
+            self._send_json(200, {"version": "0.0.0-fake"})
+        elif self.path.rstrip("/") == "/api/tags":
+            self._send_json(200, {"models": [{"name": "fake", "model": "fake"}]})
+        else:
+            self._send_json(404, {"error": f"no route {self.path}"})
+
+    def _line(self, payload: dict) -> None:
+        self._chunk(json.dumps(payload) + "\n")
+
+    def _message(self, model: str, content: str, done: bool = False, reason: str | None = None) -> dict:
+        part = {
+            "model": model,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "message": {"role": "assistant", "content": content},
+            "done": done,
+        }
+        if done:
+            part.update(done_reason=reason or "stop", total_duration=1, load_duration=1,
+                        prompt_eval_count=10, prompt_eval_duration=1, eval_count=1, eval_duration=1)
+        return part
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"_unparsed": raw.decode("utf-8", "replace")}
+        if self.path.rstrip("/") != "/api/chat":
+            self._send_json(404, {"error": f"no route {self.path}"})
+            return
+        reply = self.server.fake._record_and_choose(body)
+        model = str(body.get("model", "fake"))
+        limit = (body.get("options") or {}).get("num_predict")
+        if reply.kind == "error500":
+            self._send_json(500, {"error": "fake internal error"})
+            return
+        if reply.kind == "context_overflow":
+            self._send_json(400, {"error": "the request exceeds the available context size, try increasing it"})
+            return
+        if reply.kind == "echo":
+            reply = Reply("text", echo_text(body))
+        if reply.kind not in ("text", "runaway"):
+            raise NotImplementedError(f"FakeOllama does not do {reply.kind!r}")
+        if body.get("stream") is False:
+            if reply.kind == "runaway":
+                toks = list(runaway_tokens(reply.text, limit)) if limit is not None else None
+                if toks is None:
+                    self.server.fake._stopping.wait(RUNAWAY_MAX_SECONDS)
+                    self._drop()
+                    return
+                self._send_json(200, self._message(model, "".join(toks), True, "length"))
+                return
+            self._send_json(200, self._message(model, reply.text, True))
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if reply.kind == "text":
+            for tok in tokens_of(reply.text):
+                self._line(self._message(model, tok))
+            self._line(self._message(model, "", True))
+            self._end_stream()
+            return
+        fake = self.server.fake
+        sent = 0
+        end = time.monotonic() + RUNAWAY_MAX_SECONDS
+        try:
+            for tok in runaway_tokens(reply.text, limit):
+                if fake._stopping.wait(reply.delay) or time.monotonic() > end:
+                    break
+                self._line(self._message(model, tok))
+                sent += 1
+            else:  # num_predict reached
+                self._line(self._message(model, "", True, "length"))
+                self._end_stream()
+                return
+        except OSError:
+            fake._note_disconnect()
+            return
+        finally:
+            fake._note_streamed(sent)
+        self._drop()
+
+
+class FakeOllama(FakeOpenAI):
+    """A fake Ollama server; `base_url` is what OLLAMA_HOST should be."""
+
+    handler = _OllamaHandler
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

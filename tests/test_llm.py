@@ -14,7 +14,7 @@ import time
 
 import pytest
 from conftest import copy_corpus, free_port, make_settings
-from fake_openai import FakeOpenAI, Reply, tokens_of
+from fake_openai import LLAMA_CPP_CONTEXT_ERROR, FakeOllama, FakeOpenAI, Reply, tokens_of
 
 from rag.answering import (
     NOTE_LLM_DOWN,
@@ -24,8 +24,9 @@ from rag.answering import (
     LLMAnswerer,
     passages_block,
 )
+from rag.answering.followups import condense_question
 from rag.citations import markers
-from rag.errors import ConfigError
+from rag.errors import ConfigError, LLMError
 from rag.llm import SCHEMES, build_chat_model, describe_llm, parse_llm_setting
 
 pytestmark = pytest.mark.slow
@@ -469,3 +470,248 @@ def test_ollama_model_gets_the_context_window(tmp_path, monkeypatch, num_ctx):
     assert (model.client_kwargs or {}).get("timeout") == 3.0
     assert parse_llm_setting("ollama:x") == ("ollama", "x")
     assert describe_llm(settings) == "ollama:x"
+
+
+# -- hardening: answer-length cap, total time limit, rewrite checks, misbehaving models ------
+
+TOTAL = 3.0  # llm_total_timeout in the tests below
+TOTAL_BOUND = TOTAL + TIMEOUT + 10.0  # deadline checked per chunk: at most one silence timeout late
+PACE = 0.05  # seconds per token of a model that never stops: far inside the silence timeout
+FOLLOW_UP = "En bij gemeenten?"
+RULE_CONDENSED = condense_question(FOLLOW_UP, HISTORY)
+
+
+@pytest.fixture
+def fake_ollama(llm_env):
+    """A running fake Ollama server; OLLAMA_HOST points at it. Always shut down."""
+    with FakeOllama(Reply("text", GOOD)) as server:
+        llm_env.setenv("OLLAMA_HOST", server.base_url)
+        yield server
+
+
+def _backend_assistant(backend: str, corpus_index, **overrides) -> Assistant:
+    settings, index = corpus_index
+    llm = "openai:fake-model" if backend == "openai" else "ollama:fake-model"
+    return Assistant(settings.with_overrides(llm=llm, llm_timeout=TIMEOUT, **overrides), index=index)
+
+
+def test_settings_have_the_answer_cap_and_total_limit(tmp_path, monkeypatch):
+    settings = make_settings(tmp_path)
+    assert settings.llm_max_tokens == 512
+    assert settings.llm_total_timeout == 120.0
+    for name in ("llm_max_tokens", "llm_total_timeout"):
+        assert settings.model_fields[name].description
+    monkeypatch.setenv("RAG_LLM_MAX_TOKENS", "64")
+    monkeypatch.setenv("RAG_LLM_TOTAL_TIMEOUT", "9.5")
+    env = make_settings(tmp_path)
+    assert (env.llm_max_tokens, env.llm_total_timeout) == (64, 9.5)
+
+
+def test_openai_requests_carry_max_tokens_on_the_wire(corpus_index, fake_llm):
+    """llama.cpp's server reads only `max_tokens`; langchain-openai alone sends `max_completion_tokens`."""
+    fake_llm.responder = lambda body: QUESTION if _is_condense(body) else GOOD
+    assistant = _backend_assistant("openai", corpus_index, llm_max_tokens=77)
+    answer = assistant.ask(FOLLOW_UP, history=HISTORY)
+    assert answer.backend == "openai:fake-model" and answer.condensed_question == QUESTION
+    assert len(fake_llm.requests) == 2  # the rewrite and the answer, both capped
+    for request in fake_llm.requests:
+        assert request.get("max_tokens") == 77, request
+        assert request.get("max_completion_tokens") == 77, request
+        assert "extra_body" not in request
+
+
+def test_openai_without_base_url_sends_only_max_completion_tokens(tmp_path, llm_env):
+    """Against OpenAI itself (no OPENAI_BASE_URL) the legacy max_tokens stays out: o-series models reject it."""
+    llm_env.delenv("OPENAI_BASE_URL", raising=False)
+    model = build_chat_model(make_settings(tmp_path, llm="openai:gpt-4o-mini", llm_max_tokens=99))
+    payload = model._get_request_payload([("user", "hoi")])
+    assert payload.get("max_completion_tokens") == 99
+    assert "max_tokens" not in payload and not payload.get("extra_body")
+
+
+def test_runaway_model_is_stopped_by_the_answer_cap(corpus_index, fake_llm):
+    """A model that never stops, on a server that honours only max_tokens (llama.cpp)."""
+    fake_llm.set("runaway", GOOD, delay=0.001)
+    answer = _backend_assistant("openai", corpus_index, llm_max_tokens=40).ask(QUESTION)
+    assert fake_llm.streamed_tokens == [40], fake_llm.streamed_tokens
+    assert answer.backend == "openai:fake-model", answer.notes
+    assert NOTE_LLM_DOWN not in answer.notes
+    assert "91%" in answer.text
+
+
+def test_ollama_requests_carry_num_predict_and_num_ctx_on_the_wire(corpus_index, fake_ollama):
+    tokens: list[str] = []
+    answer = _backend_assistant("ollama", corpus_index, llm_max_tokens=66, ollama_num_ctx=4096).ask(
+        QUESTION, on_token=tokens.append
+    )
+    assert answer.backend == "ollama:fake-model", answer.notes
+    assert "91%" in answer.text and answer.citations
+    assert "".join(tokens).strip() == GOOD
+    (request,) = fake_ollama.requests
+    assert request["model"] == "fake-model"
+    assert request["stream"] is True
+    assert request["options"]["num_predict"] == 66
+    assert request["options"]["num_ctx"] == 4096
+
+
+def test_ollama_runaway_model_is_stopped_by_num_predict(corpus_index, fake_ollama):
+    fake_ollama.set("runaway", GOOD, delay=0.001)
+    answer = _backend_assistant("ollama", corpus_index, llm_max_tokens=30).ask(QUESTION)
+    assert fake_ollama.streamed_tokens == [30], fake_ollama.streamed_tokens
+    assert answer.backend == "ollama:fake-model", answer.notes
+    assert NOTE_LLM_DOWN not in answer.notes
+
+
+@pytest.mark.parametrize("backend", ["openai", "ollama"])
+def test_model_that_never_stops_is_cut_off_by_the_total_time_limit(corpus_index, llm_env, backend):
+    """Tokens keep flowing (so the silence timeout never fires) and no cap stops the model:
+    the total limit ends the answer, the connection is dropped, the extractive answer is shown."""
+    fake = FakeOpenAI() if backend == "openai" else FakeOllama()
+    with fake:
+        llm_env.setenv("OPENAI_BASE_URL" if backend == "openai" else "OLLAMA_HOST", fake.base_url)
+        fake.set("runaway", GOOD, delay=PACE)
+        # The largest cap allowed: 32768 tokens at PACE s each would take ~27 minutes.
+        assistant = _backend_assistant(backend, corpus_index, llm_max_tokens=32768, llm_total_timeout=TOTAL)
+        tokens: list[str] = []
+        start = time.monotonic()
+        answer = assistant.ask(QUESTION, on_token=tokens.append)
+        elapsed = time.monotonic() - start
+        _assert_extractive_fallback(answer)
+        assert elapsed < TOTAL_BOUND, f"ask() took {elapsed:.1f}s with llm_total_timeout={TOTAL}s"
+        assert len(tokens) > 5, "the model was streaming when it was cut off"
+        # The client hung up, so the server stopped generating.
+        assert fake.wait_for(lambda: fake.disconnects == 1 and fake.streamed_tokens), (
+            fake.disconnects, fake.streamed_tokens)
+        assert fake.streamed_tokens[0] < 32768
+
+
+def test_total_time_limit_applies_to_the_follow_up_rewrite(corpus_index, fake_llm):
+    """A slow rewrite that never stops (and stays short) is abandoned for the rule at the limit."""
+    fake_llm.responder = lambda body: Reply("runaway", "Hoeveel", delay=0.3) if _is_condense(body) else GOOD
+    assistant = _backend_assistant("openai", corpus_index, llm_max_tokens=32768, llm_total_timeout=TOTAL)
+    start = time.monotonic()
+    answer = assistant.ask(FOLLOW_UP, history=HISTORY)
+    elapsed = time.monotonic() - start
+    assert answer.condensed_question == RULE_CONDENSED
+    assert answer.backend == "openai:fake-model", answer.notes  # the answer itself came through
+    assert elapsed < TOTAL_BOUND, f"ask() took {elapsed:.1f}s with llm_total_timeout={TOTAL}s"
+    assert fake_llm.wait_for(lambda: fake_llm.disconnects == 1)
+
+
+def test_condense_raises_llm_error_at_the_total_limit(corpus_index, fake_llm):
+    settings, _ = corpus_index
+    fake_llm.set("runaway", "Hoeveel", delay=0.3)
+    model = build_chat_model(settings.with_overrides(llm="openai:m", llm_timeout=TIMEOUT, llm_max_tokens=32768))
+    answerer = LLMAnswerer(model, settings.with_overrides(llm_total_timeout=1.0), "llm")
+    with pytest.raises(LLMError, match="llm_total_timeout"):
+        answerer.condense(FOLLOW_UP, HISTORY)
+
+
+def test_runaway_rewrite_is_abandoned_once_it_is_too_long(corpus_index, fake_llm):
+    """A fast runaway rewrite is cut off by its length, long before the total limit."""
+    fake_llm.responder = lambda body: Reply("runaway", "user: " + QUESTION, delay=0.001) if _is_condense(body) else GOOD
+    answer = _backend_assistant("openai", corpus_index, llm_max_tokens=32768, llm_total_timeout=60).ask(
+        FOLLOW_UP, history=HISTORY)
+    assert answer.condensed_question == RULE_CONDENSED
+    assert fake_llm.wait_for(lambda: fake_llm.disconnects == 1 and fake_llm.streamed_tokens)
+    assert fake_llm.streamed_tokens[0] < 200, fake_llm.streamed_tokens
+
+
+ECHO_904 = ("user: Hoeveel samenwerkingsverbanden ervaren knelpunten? assistant: 95% " * 13)[:904]
+BAD_REWRITES = {
+    "long echo": ECHO_904,
+    "too long": "Hoeveel gemeenten ervaren knelpunten in de aansluiting tussen onderwijs en jeugdhulp, "
+    "en hoe verhoudt dat zich tot de samenwerkingsverbanden, de scholen, de jeugdhulpaanbieders "
+    "en de wijkteams in de verschillende regio's van het land?",
+    "user marker": "user: Hoeveel gemeenten ervaren knelpunten?",
+    "assistant marker": "Hoeveel gemeenten ervaren knelpunten? assistant: 91%",
+    "gebruiker marker": "Gebruiker: Hoeveel gemeenten ervaren knelpunten?",
+    "system marker": "System: Hoeveel gemeenten ervaren knelpunten?",
+    "several lines": "Hoeveel gemeenten\nervaren\nknelpunten?",
+    "paragraphs": "Hoeveel gemeenten ervaren knelpunten?\n\nDat is de vraag.",
+}
+
+
+@pytest.mark.parametrize("rewrite", BAD_REWRITES.values(), ids=BAD_REWRITES.keys())
+def test_unusable_rewrite_falls_back_to_the_rule(llm_assistant, fake_llm, rewrite):
+    fake_llm.responder = lambda body: rewrite if _is_condense(body) else GOOD
+    answer = llm_assistant.ask(FOLLOW_UP, history=HISTORY)
+    assert answer.condensed_question == RULE_CONDENSED == "Hoeveel gemeenten ervaren knelpunten?"
+    assert answer.backend.startswith("openai:") and "91%" in answer.text
+    (answer_request,) = fake_llm.answer_requests()
+    assert FakeOpenAI.content(answer_request, "user").rstrip().endswith(f"Vraag: {RULE_CONDENSED}")
+
+
+@pytest.mark.parametrize("rewrite", BAD_REWRITES.values(), ids=BAD_REWRITES.keys())
+def test_condense_raises_on_unusable_rewrite(corpus_index, fake_llm, rewrite):
+    settings, _ = corpus_index
+    fake_llm.set("text", rewrite)
+    model = build_chat_model(_llm_settings(settings))
+    with pytest.raises(LLMError, match="condense"):
+        LLMAnswerer(model, settings, "llm").condense(FOLLOW_UP, HISTORY)
+
+
+def test_good_rewrite_with_one_wrapped_line_is_kept(corpus_index, fake_llm):
+    settings, _ = corpus_index
+    fake_llm.set("text", "Hoeveel procent van de gemeenten\nervaart knelpunten?")
+    model = build_chat_model(_llm_settings(settings))
+    assert LLMAnswerer(model, settings, "llm").condense(FOLLOW_UP, HISTORY) == QUESTION
+
+
+def test_echoing_rewrite_falls_back_to_the_rule(llm_assistant, fake_llm):
+    """A model that repeats its rewrite prompt ("Gesprek: user: ...") is not used for retrieval."""
+    fake_llm.responder = lambda body: Reply("echo") if _is_condense(body) else GOOD
+    answer = llm_assistant.ask(FOLLOW_UP, history=HISTORY)
+    assert answer.condensed_question == RULE_CONDENSED
+    assert answer.backend.startswith("openai:")
+
+
+def test_model_echoing_its_prompt_is_rejected(llm_assistant, fake_llm):
+    fake_llm.set("echo")
+    tokens: list[str] = []
+    answer = llm_assistant.ask(QUESTION, on_token=tokens.append)
+    echoed = "".join(tokens)
+    assert SYSTEM_PROMPT.splitlines()[0] in echoed and '<passage nummer="1"' in echoed  # it did echo
+    _assert_extractive_fallback(answer)
+    assert "Je bent een zorgvuldige assistent" not in answer.text
+    assert "<passage" not in answer.text
+
+
+def test_model_echoing_only_the_passages_is_rejected(llm_assistant, fake_llm):
+    """No system-prompt line, but the passage blocks (which may hold "[1]"-like text) come back."""
+    fake_llm.responder = lambda body: FakeOpenAI.content(body, "user") + " [1]"
+    answer = llm_assistant.ask(QUESTION)
+    _assert_extractive_fallback(answer)
+    assert "<passage" not in answer.text and "Bronpassages" not in answer.text
+
+
+def test_context_overflow_falls_back_with_note(llm_assistant, fake_llm):
+    fake_llm.set("context_overflow")
+    start = time.monotonic()
+    answer = llm_assistant.ask(QUESTION)
+    assert time.monotonic() - start < BOUND
+    _assert_extractive_fallback(answer)
+    assert len(fake_llm.answer_requests()) == 1  # not retried
+
+
+def test_fake_context_overflow_is_llama_cpp_shaped(fake_llm):
+    import urllib.error
+    import urllib.request
+
+    fake_llm.set("context_overflow")
+    req = urllib.request.Request(
+        f"{fake_llm.base_url}/chat/completions", data=b'{"model": "m", "messages": []}',
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(req, timeout=5)
+    assert info.value.code == 400
+    body = json.loads(info.value.read())
+    assert body == LLAMA_CPP_CONTEXT_ERROR
+    assert "exceeds the available context size" in body["error"]["message"]
+
+
+def test_ollama_context_overflow_falls_back_with_note(corpus_index, fake_ollama):
+    fake_ollama.set("context_overflow")
+    answer = _backend_assistant("ollama", corpus_index).ask(QUESTION)
+    _assert_extractive_fallback(answer)

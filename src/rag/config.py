@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     retrieval_mode: str = Field("hybrid", description="hybrid | dense | lexical")
     llm: str = Field("none", description="none | ollama:MODEL | openai:MODEL")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds the LLM may stay silent (connect, first token, between tokens) before the extractive answer is used.")
+    llm_max_tokens: int = Field(
+        512, ge=16, le=32768,
+        description="Most tokens the LLM may write per answer (sent as max_tokens / max_completion_tokens to OpenAI-compatible servers, num_predict to Ollama), so a model that does not stop cannot fill its whole context.",
+    )
+    llm_total_timeout: float = Field(
+        120.0, gt=0,
+        description="Seconds a whole LLM answer (or follow-up rewrite) may take, tokens still flowing or not, before it is abandoned and the extractive answer is used.",
+    )
     ollama_num_ctx: int = Field(8192, ge=512, description="Ollama context window (its default 2048 drops passages).")
     answer_max_chars: int = Field(600, ge=100, description="Target length of an extractive answer.")
     refusal_threshold: float | None = Field(

@@ -45,17 +45,28 @@ def build_chat_model(settings: Settings):
             temperature=0,
             # Ollama's default 2048-token window silently drops passages.
             num_ctx=settings.ollama_num_ctx,
+            # The answer-length cap: Ollama's own default (-1, "until the context is full")
+            # lets a model that never stops write for minutes.
+            num_predict=settings.llm_max_tokens,
             client_kwargs={"timeout": settings.llm_timeout},
         )
     from langchain_openai import ChatOpenAI
 
+    base_url = os.environ.get("OPENAI_BASE_URL") or None
     return ChatOpenAI(
         model=model,
-        base_url=os.environ.get("OPENAI_BASE_URL") or None,
+        base_url=base_url,
         # A local OpenAI-compatible server often needs no key; the client insists on one.
         api_key=os.environ.get("OPENAI_API_KEY") or "not-needed",
         temperature=0,
         timeout=settings.llm_timeout,
         max_retries=0,
         streaming=True,
+        # The answer-length cap. langchain-openai sends max_tokens as
+        # `max_completion_tokens` (OpenAI's current name), which llama.cpp's server and
+        # other OpenAI-compatible servers ignore; for those (a base URL is set) the
+        # classic `max_tokens` goes into the request body as well. OpenAI itself gets
+        # only `max_completion_tokens` (its reasoning models reject `max_tokens`).
+        max_tokens=settings.llm_max_tokens,
+        extra_body={"max_tokens": settings.llm_max_tokens} if base_url else None,
     )

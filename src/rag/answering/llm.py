@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from typing import Callable
 
 from ..citations import numbers_in
@@ -48,15 +49,31 @@ class LLMAnswerer:
         self.name = label
 
     def condense(self, question: str, history: list[dict]) -> str:
+        """The follow-up rewritten as a standalone question; LLMError when the rewrite is unusable.
+
+        The Assistant falls back to the deterministic rule on any error, so a rewrite is
+        rejected rather than trusted when it looks like an echo of the conversation: far
+        longer than the two questions it combines, role markers, several lines.
+        """
         from langchain_core.messages import HumanMessage, SystemMessage
 
         convo = "\n".join(f"{m['role']}: {m['content']}" for m in history[-6:])
-        reply = self.chat_model.invoke(
-            [SystemMessage(CONDENSE_PROMPT), HumanMessage(f"Gesprek:\n{convo}\n\nLaatste vraag: {question}")]
+        previous = next((m["content"] for m in reversed(history) if m.get("role") == "user"), "")
+        limit = min(2 * (len(question) + len(previous)) + 50, 2 * self.settings.max_question_chars)
+        raw = self._stream_text(
+            [SystemMessage(CONDENSE_PROMPT), HumanMessage(f"Gesprek:\n{convo}\n\nLaatste vraag: {question}")],
+            max_chars=limit + 200,  # stop reading a runaway rewrite early (whitespace is not counted yet)
+            what="condense",
         )
-        text = " ".join(str(reply.content).split())
-        if not text or len(text) > 2 * self.settings.max_question_chars:
-            raise LLMError("condense returned nothing usable")
+        text = " ".join(raw.split())
+        if not text:
+            raise LLMError("condense returned nothing")
+        if len(text) > limit:
+            raise LLMError(f"condense returned {len(text)} characters for questions of {len(question)} + {len(previous)}")
+        if _ROLE_MARKER.search(raw):
+            raise LLMError("condense returned role markers (an echo of the conversation)")
+        if _several_lines(raw):
+            raise LLMError("condense returned several lines")
         return text
 
     def answer(self, question: str, passages: list[Passage], on_token: Callable[[str], None] | None = None) -> str:
@@ -66,29 +83,86 @@ class LLMAnswerer:
             SystemMessage(SYSTEM_PROMPT),
             HumanMessage(f"Bronpassages:\n\n{passages_block(passages)}\n\nVraag: {question}"),
         ]
-        pieces: list[str] = []
-        try:
-            for chunk in self.chat_model.stream(messages):
-                token = chunk.content if isinstance(chunk.content, str) else ""
-                if token:
-                    pieces.append(token)
-                    if on_token:
-                        on_token(token)
-        except Exception as exc:  # noqa: BLE001 - connection, timeout, HTTP and parse errors alike
-            raise LLMError(f"LLM call failed: {exc.__class__.__name__}: {exc}") from exc
-        text = "".join(pieces).strip()
+        text = self._stream_text(messages, on_token=on_token).strip()
         if not text or not any(ch.isalpha() for ch in text):
             raise LLMError("LLM returned an empty or unreadable answer")
         return text
+
+    def _stream_text(
+        self,
+        messages: list,
+        on_token: Callable[[str], None] | None = None,
+        max_chars: int | None = None,
+        what: str = "answer",
+    ) -> str:
+        """Stream the model's reply, bounded by settings.llm_total_timeout for the whole reply.
+
+        The client's own timeout (settings.llm_timeout) bounds silence; this bounds a model
+        that keeps writing. The deadline is checked at every chunk, so the call returns at
+        most one silence timeout after the deadline. The stream is closed on the way out,
+        which drops the HTTP connection and so stops a local server from generating.
+        """
+        deadline = time.monotonic() + self.settings.llm_total_timeout
+        pieces: list[str] = []
+        size = 0
+        stream = self.chat_model.stream(messages)
+        try:
+            for chunk in stream:
+                token = chunk.content if isinstance(chunk.content, str) else ""
+                if token:
+                    pieces.append(token)
+                    size += len(token)
+                    if on_token:
+                        on_token(token)
+                if max_chars is not None and size > max_chars:
+                    raise LLMError(f"LLM {what} longer than {max_chars} characters; stopped reading")
+                if time.monotonic() > deadline:
+                    raise LLMError(
+                        f"LLM {what} took longer than llm_total_timeout={self.settings.llm_total_timeout:g}s; stopped"
+                    )
+        except LLMError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - connection, timeout, HTTP and parse errors alike
+            raise LLMError(f"LLM call failed: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:  # noqa: BLE001 - closing a broken stream must not mask the error
+                    pass
+        return "".join(pieces)
+
+
+# "user:", "Assistant :", "gebruiker:" ... at the start of the reply or of a line, or anywhere
+# after whitespace: a rewrite that contains them is the conversation echoed back.
+_ROLE_MARKER = re.compile(
+    r"(?:^|\s)(?:user|assistant|assistent|gebruiker|system|systeem|gesprek|laatste vraag)\s*:", re.I
+)
+
+
+def _several_lines(text: str) -> bool:
+    """More than two lines, or a blank line between two: not one rewritten question.
+
+    A single line break is allowed: some models wrap a long question.
+    """
+    stripped = text.strip()
+    if re.search(r"\n\s*\n", stripped):
+        return True
+    return len([line for line in stripped.splitlines() if line.strip()]) > 2
 
 
 _PROMPT_LINES = [" ".join(line.lower().split()) for line in SYSTEM_PROMPT.splitlines() if len(line) >= 40]
 
 
+_PROMPT_FRAME = re.compile(r"<\s*/?\s*passage\b|\bbronpassages\s*:", re.I)
+
+
 def _leaks_prompt(text: str) -> bool:
-    """True when an answer quotes a line of the system prompt (an injection that worked)."""
+    """True when an answer quotes a line of the system prompt (an injection that worked)
+    or the frame of the user message (passage blocks, "Bronpassages:"): a model echoing its prompt."""
     flat = " ".join(text.lower().split())
-    return any(line[:60] in flat for line in _PROMPT_LINES)
+    return any(line[:60] in flat for line in _PROMPT_LINES) or bool(_PROMPT_FRAME.search(text))
 
 
 def _best_line(passage: str, claims: str) -> str:
