@@ -452,7 +452,8 @@ class Index:
             vectors_missing = collection.count() < catalog_chunks
 
             known = {row[0]: row[1] for row in db.execute("SELECT doc_id, content_hash FROM documents")}
-            if self._meta("chunking") not in (None, self.chunking_signature()) or vectors_missing:
+            rechunk = self._meta("chunking") not in (None, self.chunking_signature())
+            if rechunk or vectors_missing:
                 known = {}  # chunking changed or vectors lost: every document is done again
             loaded, skipped = self._load(roots, known, on_event)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
@@ -484,7 +485,8 @@ class Index:
             already_stored = set() if vectors_missing else set(replaced_ids)
             fresh = [c for c in new_chunks if c.chunk_id not in already_stored]
             # Chunks whose vectors are kept may still lack answer lines (an index from before lines).
-            need_lines = self._without_lines([c for c in new_chunks if c.chunk_id in already_stored])
+            kept = [c for c in new_chunks if c.chunk_id in already_stored]
+            need_lines = kept if rechunk else self._without_lines(kept)
 
             if new_chunks or gone:
                 with db:

@@ -21,9 +21,9 @@ import numpy as np
 from .chunking import PATH_SEPARATOR
 
 # Bump when line cutting changes, so `rag ingest` recomputes stored lines.
-LINES_VERSION = "lines-v1"
+LINES_VERSION = "lines-v2"
 ITEM_MARK = re.compile(r"^\s*(?:[-*+•–∗✓✗]|\d{1,3}[.)])\s+(?:[✓✗]\s+)?")
-_VALUE = r"[-+]?\d+(?:[.,]\d+)?\s?%?"
+_VALUE = r"[-+]?\d+(?:[.,]\d+)?(?:\s?%)?"
 _VALUES_ONLY = re.compile(rf"^(?:(?P<label>[^:\d][^:]{{0,60}}):\s*)?(?P<values>{_VALUE}(?:\s+{_VALUE})+)\s*$")
 _LABELLED_PAIR = re.compile(rf"([A-Za-zÀ-ÿ][^\d:;]{{1,40}}?)\s+({_VALUE})(?=\s|$)")
 _MAX_LABEL_CHARS = 60
