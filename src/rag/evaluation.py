@@ -344,7 +344,14 @@ class CaseResult:
             "retrieved_context_ids": [p.chunk_id for p in self.passages],
             "retrieved_contexts": [p.text for p in self.passages],
             "metrics": self.metrics,
+            **self.readable_fields(),
         }
+
+    def readable_fields(self) -> dict:
+        """What the app's Evaluatie page shows a reader besides the id: the expected answer,
+        the conversation before the question and the question as it was searched."""
+        return {"reference": self.case.reference, "history": self.case.history,
+                "condensed_question": self.condensed_question}
 
     def failures(self) -> list[str]:
         """Why this case fails (empty when it passes)."""
@@ -427,7 +434,9 @@ def _progress(items: list, desc: str, show: bool):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="case", file=sys.stderr, leave=False)
+    # leave=True: a finished bar stays on its own line (ending in a newline), so the table printed
+    # after it starts on a fresh line, also when stderr goes to a log file or a pipe.
+    return tqdm(items, desc=desc, unit="case", file=sys.stderr, leave=True)
 
 
 def run_assistant(assistant, cases: list[EvalCase], k: int, desc: str = "ours", progress: bool = True) -> list[CaseResult]:
