@@ -870,6 +870,7 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
     except RagError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    sys.stderr.flush()  # the finished progress bars' last newline, before the table on stdout
     click.echo(text_table(*summary_rows(run)))
     failing = sum(1 for r in run.ours.results if r.failures())
     click.echo(f"\n{failing} of {len(run.ours.results)} cases fail"
