@@ -136,12 +136,13 @@ def test_follow_up_is_condensed_and_answered(app):
 
 
 @slow
-def test_refusal_is_a_warning_with_at_most_two_close_passages(app):
+def test_refusal_is_a_warning_with_at_most_two_close_passages(app, indexed):
     ask(app, WEATHER)
     message = last_assistant(app)
     assert message.warning and REFUSAL in message.warning[0].value
     answer = app.session_state["messages"][-1]["answer"]
-    close = [p for p in answer.passages if p.dense_score is not None and p.dense_score >= 0.40]
+    threshold = settings_for(indexed).refusal_min_dense
+    close = [p for p in answer.passages if p.dense_score is not None and p.dense_score >= threshold]
     shown = [m.value for m in message.markdown if m.value.startswith("**") and m.value.endswith("**")]
     assert len(shown) == min(2, len(close))
     assert ("Misschien relevant:" in texts(message)) == bool(close)
