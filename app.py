@@ -28,5 +28,5 @@ PAGES = [
 settings = common.load_settings()
 common.warm_up(settings)
 page = st.navigation(PAGES)
-common.sidebar(settings)
 page.run()
+common.sidebar(settings)  # after the page, so its own sidebar buttons ("Nieuw gesprek") come first

@@ -9,7 +9,16 @@ from fake_openai import FakeOpenAI, Reply
 from streamlit.testing.v1 import AppTest
 
 from rag.answering import NOTE_LLM_DOWN, Assistant
-from rag.ui.common import check_upload, escape_markdown, passage_markdown, sanitize_filename
+from rag.ui.common import (
+    answer_markdown,
+    check_upload,
+    escape_markdown,
+    excerpt,
+    passage_markdown,
+    sanitize_filename,
+    short_section,
+    source_label,
+)
 from rag.ui.sources import UploadError, save_and_ingest
 
 SOURCES_PAGE = "src/rag/ui/sources.py"
@@ -60,16 +69,32 @@ def texts(block) -> str:
     return "\n".join(m.value for m in block.markdown)
 
 
+JARGON = ("score", "semantisch", "BM25", "beantwoordbaarheid", "extractief", "MiniLM", "e5")
+
+
+def text_outside(node, skip_label: str) -> str:
+    """All text in `node` and its children, except inside expanders labelled `skip_label`."""
+    if getattr(node, "type", None) == "expander" and getattr(node, "label", None) == skip_label:
+        return ""
+    parts = [str(getattr(node, attr)) for attr in ("label", "value", "body")
+             if isinstance(getattr(node, attr, None), str)]
+    children = getattr(node, "children", None) or {}
+    return "\n".join(parts + [text_outside(child, skip_label) for child in children.values()])
+
+
 # -- chat ---------------------------------------------------------------------------
 @slow
 def test_empty_chat_offers_examples_and_sidebar(app):
     labels = [b.label for b in app.button]
     assert "Wat zijn de vijf werkzame factoren?" in labels
     assert "Nieuw gesprek" in labels
-    sidebar = "\n".join(m.value for m in app.sidebar.markdown)
-    assert "**Antwoorden:** `extractief`" in sidebar
-    assert "MiniLM" in sidebar
-    assert app.sidebar.slider[0].value == 5
+    settings = next(e for e in app.sidebar.expander if e.label == "Instellingen")
+    assert not settings.proto.expanded  # collapsed: model names and knobs are one click away
+    inside = "\n".join(m.value for m in settings.markdown)
+    assert "**Antwoorden:** `extractief`" in inside
+    assert "multilingual-e5-small" in inside
+    assert settings.slider[0].value == 5
+    assert not any(word in text_outside(app.sidebar, "Instellingen") for word in ("extractief", "e5-small", "Aantal passages"))
     assert not app.chat_message
 
 
@@ -82,6 +107,21 @@ def test_answer_shows_number_and_cited_factsheet_passage(app):
     assert cited and "Factsheet" in cited[0].label
     passage = "\n".join(m.value for m in cited[0].markdown)
     assert ":orange-background[**" in passage and "91%" in passage  # the quoted sentence is highlighted
+    assert cited[0].label.count("Factsheet Aansluiting") == 1  # the title once, then the section
+    assert cited[0].label.endswith("— Veel knelpunten")
+
+
+@slow
+def test_scores_and_model_names_only_in_details(app):
+    ask(app, KNELPUNTEN)
+    message = last_assistant(app)
+    outside = text_outside(message, "Details")
+    assert "91%" in outside
+    assert not [word for word in JARGON if word in outside], outside
+    details = next(e for e in message.expander if e.label == "Details")
+    inside = texts(details) + "\n".join(c.value for c in details.caption)
+    assert "semantisch" in inside and "BM25" in inside and "score" in inside
+    assert "Antwoord door: `extractief`" in inside and "beantwoordbaarheid" in inside
 
 
 @slow
@@ -96,11 +136,83 @@ def test_follow_up_is_condensed_and_answered(app):
 
 
 @slow
-def test_refusal_is_a_warning_with_closest_passages(app):
+def test_refusal_is_a_warning_with_at_most_two_close_passages(app, indexed):
     ask(app, WEATHER)
     message = last_assistant(app)
     assert message.warning and REFUSAL in message.warning[0].value
-    assert "Misschien relevant:" in texts(message)
+    answer = app.session_state["messages"][-1]["answer"]
+    near_topic = answer.refusal_reason == "missing_document"
+    shown = [m.value for m in message.markdown if m.value.startswith("**") and m.value.endswith("**")]
+    assert len(shown) == (min(2, len(answer.passages)) if near_topic else 0)
+    assert ("Misschien relevant:" in texts(message)) == near_topic
+
+
+def answer_script(refused: bool, reason, missing: list[str], dense: list[float]) -> None:
+    """An AppTest script: one hand-made Answer (real Passages) rendered by the chat page."""
+    import streamlit as st
+
+    from rag.answering.answer import REFUSAL_TEXTS, Answer
+    from rag.retrieval import Passage
+    from rag.ui import page_file
+    from rag.ui.chat import render_answer
+
+    st.navigation([st.Page(page_file("chat"), title="Chat", url_path="chat", default=True),
+                   st.Page(page_file("sources"), title="Bronnen", url_path="bronnen")], position="hidden")
+    passages = [Passage(f"c{i}", "factsheet-2021", f"Document {i}", "factsheet", f"Document {i} › Kop {i}", i + 1,
+                        "Gemeenten werken samen met scholen aan thuiszitters en jeugdhulp. " * 8, 0.03, d, 1.2)
+                for i, d in enumerate(dense)]
+    text = REFUSAL_TEXTS[reason] if refused else "Vrijwel alle gemeenten ervaren knelpunten [1]."
+    render_answer(Answer("vraag", text, refused, [], passages, "extractief", refusal_reason=reason,
+                         missing_kinds=missing), 0.40)
+
+
+def render_hand_made(refused, reason, missing, dense) -> AppTest:
+    at = AppTest.from_function(answer_script, args=(refused, reason, missing, dense), default_timeout=30).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown_passages(at: AppTest) -> list[str]:
+    return [m.value for m in at.markdown if m.value.startswith("**Document")]
+
+
+def test_missing_document_refusal_names_it_links_to_bronnen_and_shows_two_close_passages():
+    at = render_hand_made(True, "missing_document", ["rapport"], [0.30, 0.62, 0.10, 0.55, 0.48])
+    assert "nog niet is toegevoegd" in at.warning[0].value
+    assert [i.value for i in at.info] == ["Het rapport is nog niet toegevoegd; voeg het toe op Bronnen\\."]
+    assert [link.proto.page for link in at.page_link] == ["bronnen"]
+    assert "Misschien relevant:" in [m.value for m in at.markdown]
+    assert shown_passages(at) == ["**Document 1 — Kop 1, p\\. 2**", "**Document 3 — Kop 3, p\\. 4**"]
+    excerpts = [m.value for m in at.markdown if m.value.startswith("Gemeenten werken") and m.value.endswith("…")]
+    words = {"Gemeenten", "werken", "samen", "met", "scholen", "aan", "thuiszitters", "en", "jeugdhulp\\."}
+    assert len(excerpts) == 2 and all(e[:-1].split()[-1] in words for e in excerpts)  # cut between words
+    assert [e.label for e in at.expander if e.label == "Hele passage"] == ["Hele passage"] * 2
+
+
+def test_instruction_refusal_is_neutral_without_passages():
+    at = render_hand_made(True, "instruction", [], [0.9, 0.8])
+    assert not at.warning
+    assert "instructies aan de assistent volg ik niet" in at.info[0].value
+    assert "Misschien relevant:" not in [m.value for m in at.markdown]
+    assert not shown_passages(at) and not at.page_link
+
+
+def test_not_in_sources_refusal_hides_unrelated_passages():
+    at = render_hand_made(True, "not_in_sources", [], [0.35, 0.20, 0.05])
+    assert "Dat staat niet in de beschikbare bronnen" in at.warning[0].value
+    assert "Misschien relevant:" not in [m.value for m in at.markdown]
+    assert not shown_passages(at) and not at.page_link
+
+
+def test_answer_with_missing_kinds_says_what_is_missing_first():
+    at = render_hand_made(False, None, ["rapport", "handreiking"], [0.7])
+    assert not at.warning
+    assert [i.value for i in at.info] == [
+        "Het rapport en de handreiking zijn nog niet toegevoegd; voeg ze toe op Bronnen\\. "
+        "Hieronder wat de beschikbare bronnen zeggen\\."
+    ]
+    assert [link.proto.page for link in at.page_link] == ["bronnen"]
+    assert any("ervaren knelpunten" in m.value for m in at.markdown)
 
 
 @slow
@@ -136,6 +248,21 @@ def test_bad_question_gives_dutch_error(app, question, expected):
     assert not app.chat_message
 
 
+@slow
+def test_too_long_question_is_kept_for_editing_and_can_be_sent_again(app):
+    long_question = KNELPUNTEN + " " + "Graag een uitgebreide toelichting. " * 150
+    assert len(long_question) > 5000
+    ask(app, long_question)
+    assert "De vraag is te lang" in app.error[0].value
+    assert app.text_area[0].value == long_question  # not wiped: the user can shorten it
+    assert any("maximaal 2000" in c.value for c in app.caption)
+    app.text_area[0].set_value(KNELPUNTEN).run()
+    next(b for b in app.button if b.label == "Vraag versturen").click().run()
+    assert not app.exception and not app.error
+    assert "91%" in last_assistant(app).markdown[0].value
+    assert not app.text_area  # sent: the editor is gone
+
+
 # -- LLM mode -----------------------------------------------------------------------
 @slow
 def test_llm_answer_is_streamed_and_cited(indexed, monkeypatch):
@@ -148,7 +275,7 @@ def test_llm_answer_is_streamed_and_cited(indexed, monkeypatch):
     assert message.markdown[0].value == "Vrijwel alle gemeenten \\(91%\\) ervaren knelpunten \\[1\\]\\."
     assert "Factsheet" in message.expander[0].label
     details = next(e for e in message.expander if e.label == "Details")
-    assert "Antwoord door: openai:fake-stream" in details.caption[0].value
+    assert "Antwoord door: `openai:fake-stream`" in details.caption[0].value
 
 
 @slow
@@ -261,6 +388,37 @@ def test_save_and_ingest_refuses_and_reports_in_dutch(tmp_path):
 
 
 # -- pure helpers -------------------------------------------------------------------
+def test_source_label_shows_the_title_once_and_the_printed_page():
+    from types import SimpleNamespace
+
+    title = "Factsheet Aansluiting onderwijs en jeugdhulp 2021"
+    assert short_section(title, f"{title} › Veel knelpunten") == "Veel knelpunten"
+    assert short_section(title, f"{title} › {title} › Veel knelpunten") == "Veel knelpunten"  # PDF title bookmark
+    report = "Aansluiting onderwijs en jeugdhulp 2021 (rapport)"
+    assert short_section(report, "Aansluiting onderwijs en jeugdhulp 2021 › Eindrapport aansluiting onderwijs en "
+                                 "jeugdhulp 2021 › 3 Knelpunten") == "3 Knelpunten"
+    assert short_section(report, "Aansluiting onderwijs en jeugdhulp 2021 › Samenvatting") == "Samenvatting"
+    passage = SimpleNamespace(title=title, doc_id="f", section=f"{title} › {title} › Veel knelpunten", page=5)
+    assert source_label(passage, 2) == "\\[2\\] Factsheet Aansluiting onderwijs en jeugdhulp 2021 — Veel knelpunten, p\\. 5"
+    passage.page_label = "iii"
+    assert source_label(passage).endswith("Veel knelpunten, p\\. iii")
+
+
+def test_excerpt_cuts_at_a_word_boundary():
+    text = "Samenwerkingsverbanden passend onderwijs en gemeenten werken samen aan meer dan 200 pilots"
+    assert excerpt(text, 200) == text
+    cut = excerpt(text, 40)
+    assert cut == "Samenwerkingsverbanden passend onderwijs…" and len(cut) <= 41
+
+
+def test_markdown_links_show_their_text():
+    text = "Meer informatie: Michiel van der Grinten [mvdgrinten@oberon.eu](mailto:mvdgrinten@oberon.eu)"
+    md = passage_markdown(text, "Meer informatie: Michiel van der Grinten mvdgrinten@oberon.eu")
+    assert "mailto" not in md and "mvdgrinten@oberon\\.eu**]" in md and md.startswith(":orange-background[")
+    assert answer_markdown("Zie [de site](https://www.oberon.eu/x_(y)) [1].") == "Zie de site \\[1\\]\\."
+    assert answer_markdown("knelpunten [1](91%)") == "knelpunten \\[1\\]\\(91%\\)"  # not a link
+
+
 @pytest.mark.parametrize(
     "name, expected",
     [
@@ -305,7 +463,7 @@ def test_document_text_is_escaped_and_quote_highlighted():
     text = "Kop\n<script>alert(1)</script> & [link](javascript:x)\nVrijwel alle gemeenten (91%) ervaren knelpunten."
     md = passage_markdown(text, "Vrijwel alle gemeenten (91%) ervaren knelpunten.")
     assert "<" not in md and "&lt;script\\>" in md and "&amp;" in md
-    assert "\\[link\\]\\(javascript\\:x\\)" in md
+    assert "&amp; link  \n" in md and "javascript" not in md  # a link shows as its text, its address dropped
     assert md.endswith(":orange-background[**Vrijwel alle gemeenten \\(91%\\) ervaren knelpunten\\.**]")
     assert escape_markdown("*a* _b_ `c` #d $e$") == "\\*a\\* \\_b\\_ \\`c\\` \\#d \\$e\\$"
 

@@ -37,7 +37,7 @@ PASSING = {
 }
 FAILING = {
     "id": "fs-knelpunten", "user_input": "Hoeveel procent van de gemeenten ervaart <b>knelpunten</b>?",
-    "answerable": True, "facts": ["91%", "knelpunten"], "reference_doc_ids": ["factsheet-2021"],
+    "answerable": True, "reference": "Vrijwel alle gemeenten (91%) ervaren knelpunten.", "facts": ["91%", "knelpunten"], "reference_doc_ids": ["factsheet-2021"],
     "response": "<script>alert(1)</script> **Veel** gemeenten ervaren knelpunten [1].", "refused": False,
     "citations": [], "retrieved_doc_ids": ["rapport_2021", "handreiking-2021"],
     "retrieved_context_ids": ["rapport_2021#3", "handreiking-2021#7"], "retrieved_contexts": ["...", "..."],
@@ -100,7 +100,9 @@ def markdown(at: AppTest) -> str:
 
 
 def summary_table(at: AppTest):
-    return at.dataframe[0].value
+    """The summary as a static table (long labels wrap instead of being clipped)."""
+    assert not at.dataframe
+    return at.table[0].value
 
 
 # -- a hand-written report -------------------------------------------------------------
@@ -124,16 +126,24 @@ def test_report_shows_config_metrics_and_failing_cases(unindexed, tmp_path, monk
     assert not at.get("vega_lite_chart")  # only one configuration: nothing to compare
 
     assert "Vragen die niet goed gaan (2 van 3)" in [h.value for h in at.subheader]
-    labels = [e.label for e in at.expander]
-    assert labels == ["fs\\-knelpunten — feitenrecall 0\\.50",
-                      "weer\\-utrecht — onterecht beantwoord \\(had geweigerd moeten worden\\)"]
+    labels = [e.label for e in at.main.expander]  # the question a reader recognises, not the dataset id
+    assert labels == ["Hoeveel procent van de gemeenten ervaart &lt;b\\>knelpunten&lt;/b\\>? — feitenrecall 0\\.50",
+                      "Wat voor weer wordt het morgen in Utrecht? — onterecht beantwoord "
+                      "\\(had geweigerd moeten worden\\)"]
     case = "\n".join(m.value for m in at.expander[0].markdown)
     assert "&lt;b\\>knelpunten&lt;/b\\>" in case  # the question, escaped
-    assert "&lt;script\\>alert\\(1\\)&lt;/script\\> \\*\\*Veel\\*\\* gemeenten" in case  # the answer, escaped
-    assert "- ✗ 91%" in case and "- ✓ knelpunten" in case
+    expected, answered = at.expander[0].columns
+    expected_text = "\n".join(m.value for m in expected.markdown)
+    answered_text = "\n".join(m.value for m in answered.markdown)
+    assert expected_text.startswith("**Verwacht**\nVrijwel alle gemeenten \\(91%\\) ervaren knelpunten\\.")
+    assert "- ✗ 91%" in expected_text and "- ✓ knelpunten" in expected_text
+    assert answered_text.startswith("**Geantwoord**\n")
+    assert "&lt;script\\>alert\\(1\\)&lt;/script\\> \\*\\*Veel\\*\\* gemeenten" in answered_text  # escaped
     assert "1. rapport\\_2021" in case and "2. handreiking\\-2021" in case
     assert "<script>" not in case
+    assert any("fs\\-knelpunten" in c.value for c in at.expander[0].caption)  # the id, for maintainers, small
     assert "weigering" in "\n".join(m.value for m in at.expander[1].markdown)
+    assert at.code[-1].value == page.COMMAND
 
 
 def test_comparison_from_the_markdown_report_is_charted(unindexed, tmp_path, monkeypatch):
@@ -218,10 +228,10 @@ def test_button_runs_the_eval_and_writes_the_report(indexed, tmp_path, monkeypat
     report = tmp_path / "reports" / "latest.json"
     assert report.is_file()
     data = json.loads(report.read_text(encoding="utf-8"))
-    assert set(data) == {"summary", "config", "cases"}
+    assert set(data) == {"summary", "config", "split", "risk_coverage", "operating_point", "cases"}
     assert data["summary"]["cases"] == 2 and data["summary"]["answerable_cases"] == 1
     assert data["config"]["answerer"] == "extractief" and data["config"]["k"] == 5
-    assert "MiniLM" in data["config"]["embed_model"]
+    assert "multilingual-e5-small" in data["config"]["embed_model"]
     assert [c["id"] for c in data["cases"]] == [json.loads(line)["id"] for line in lines]
     assert "Evaluatie klaar\\: 2 vragen" in at.success[0].value
     values = dict(zip(summary_table(at)["Maatstaf"], summary_table(at)["Waarde"]))
@@ -237,3 +247,51 @@ def test_button_with_a_missing_dataset_is_a_dutch_error(unindexed, tmp_path, mon
     assert "bestaat\\-niet\\.jsonl" in at.error[0].value
     assert not (tmp_path / "reports").exists()
     assert not (unindexed / "index" / "catalog.sqlite").exists()  # checked before the index is touched
+
+
+# -- `rag eval` writes what the page shows ------------------------------------------------
+def tiny_dataset(path, ids=("fs-aantal-pilots",)):
+    """Cases of the shipped gold set (by id) and its first unanswerable one, as a JSONL file."""
+    from conftest import ROOT
+
+    gold = ROOT / "evals" / "gold.jsonl"
+    refusal = next(c.id for c in load_dataset(gold) if not c.answerable)
+    lines = [line for line in gold.read_text(encoding="utf-8").splitlines()
+             if line.strip() and json.loads(line)["id"] in {*ids, refusal}]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [json.loads(line) for line in lines]
+
+
+@pytest.mark.slow
+def test_rag_eval_prints_its_table_on_a_fresh_line_and_the_page_shows_its_questions(indexed, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    cases = tiny_dataset(tmp_path / "gold.jsonl")
+    for key, value in app_env(indexed).items():
+        monkeypatch.setenv(key, value)
+    report = tmp_path / "reports" / "latest.json"
+    result = CliRunner().invoke(main, ["eval", "--dataset", str(tmp_path / "gold.jsonl"), "--json", str(report),
+                                       "--report", str(report.with_suffix(".md"))])
+    assert result.exit_code == 0, result.output
+    lines = result.output.split("\n")  # "\r" kept: a progress bar left on the table's line would show here
+    assert any(line.startswith("\r") and "100%" in line for line in lines)  # the progress bar ran
+    header = next(line for line in lines if "metric" in line and "over" in line)
+    assert header.startswith("metric") and "\r" not in header
+
+    written = json.loads(report.read_text(encoding="utf-8"))["cases"]
+    assert [c["user_input"] for c in written] == [c["user_input"] for c in cases]
+    assert [c["reference"] for c in written] == [c["reference"] for c in cases]
+    assert all("history" in c and "condensed_question" in c for c in written)
+
+    # The page lists failing cases by their question; make one fail by expecting a fact nobody states.
+    written[0]["facts"] = ["een feit dat nergens staat"]
+    written[0]["metrics"]["fact_recall"] = 0.0
+    data = json.loads(report.read_text(encoding="utf-8"))
+    report.write_text(json.dumps({**data, "cases": written}), encoding="utf-8")
+    at = open_page(monkeypatch, indexed, tmp_path)
+    labels = [e.label for e in at.main.expander]
+    assert labels and labels[0].startswith(page.common.escape_markdown(cases[0]["user_input"]))
+    assert not any(label.startswith(cases[0]["id"]) for label in labels)
+    assert any(page.common.escape_markdown(cases[0]["reference"]) in m.value for m in at.main.expander[0].markdown)

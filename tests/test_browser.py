@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -12,6 +13,17 @@ from rag.localserver import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit,
 
 STARTUP_SECONDS = 90
 ANSWER_MS = 120_000  # the first question loads the embedding model
+# Words a policy adviser should not meet outside the answer's "Details" and the sidebar's "Instellingen".
+JARGON = ("score", "semantisch", "BM25", "beantwoordbaarheid", "extractief", "MiniLM", "all-MiniLM", "e5-small")
+# A tiny eval set for `rag eval`: one case passes, one fails (it expects a fact the sources do not state).
+EVAL_CASES = [
+    {"id": "fs-pilots", "user_input": "Aan hoeveel pilots werken samenwerkingsverbanden en gemeenten samen?",
+     "reference": "Aan meer dan 200 pilots.", "facts": ["200"], "reference_doc_ids": ["factsheet-2021"],
+     "answerable": True},
+    {"id": "fs-knelpunten-budget", "user_input": "Hoeveel procent van de gemeenten ervaart knelpunten?",
+     "reference": "91% van de gemeenten, vooral door een tekort van 3 miljoen euro.",
+     "facts": ["91%", "3 miljoen euro"], "reference_doc_ids": ["factsheet-2021"], "answerable": True},
+]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -38,10 +50,12 @@ def sync_playwright():
 def server(tmp_path_factory, sync_playwright):
     """`streamlit run app.py` on a free local port over a temp index; terminated afterwards."""
     root = make_root(tmp_path_factory.mktemp("browser") / "root")
+    report = _eval_report(root)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = root / "streamlit.log"
-    proc = start_streamlit(port, app_env(root), log)
+    proc = start_streamlit(port, {**app_env(root), "RAG_EVAL_REPORT": str(report),
+                                  "RAG_EVAL_DATASET": str(root / "gold.jsonl")}, log)
     try:
         try:
             wait_for_http(f"{url}/_stcore/health", timeout=STARTUP_SECONDS, proc=proc)
@@ -52,6 +66,29 @@ def server(tmp_path_factory, sync_playwright):
         stop_process(proc, timeout=15)
 
 
+def _eval_report(root: Path) -> Path:
+    """The real `rag eval` on EVAL_CASES over the temp index: the JSON and Markdown the Evaluatie page reads."""
+    from click.testing import CliRunner
+
+    from rag.cli import main
+
+    dataset = root / "gold.jsonl"
+    dataset.write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in EVAL_CASES), encoding="utf-8")
+    report = root / "reports" / "latest.json"
+    result = CliRunner().invoke(main, ["eval", "--dataset", str(dataset), "--json", str(report),
+                                       "--report", str(report.with_suffix(".md"))], env=app_env(root))
+    assert result.exit_code == 0, result.output
+    return report
+
+
+def _browser(pw):
+    return pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _jargon(text: str) -> list[str]:
+    return [word for word in JARGON if word in text]
+
+
 def _ask(page, question: str) -> None:
     box = page.get_by_placeholder("Stel een vraag over onderwijs en jeugdhulp…")
     box.fill(question)
@@ -60,7 +97,7 @@ def _ask(page, question: str) -> None:
 
 def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright, tmp_path):
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(server, wait_until="domcontentloaded")
@@ -76,6 +113,18 @@ def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright,
             source.wait_for()
             source.click()  # open the cited passage: the quoted sentence is highlighted
             first.locator('[data-testid="stExpander"] strong').filter(has_text="91%").first.wait_for()
+
+            page.get_by_text("Voorbeeldvragen").wait_for(state="detached")  # the run is over: no stale elements
+            # No scores or model names in sight: not in the answer, its open passage, or the sidebar.
+            visible = page.locator('[data-testid="stMainBlockContainer"]').inner_text() + page.locator(
+                '[data-testid="stSidebar"]').inner_text()
+            assert "91%" in visible and "Instellingen" in visible
+            assert not _jargon(visible), _jargon(visible)
+            page.screenshot(path=str(tmp_path / "chat-answer.png"), full_page=True)
+            details = first.locator('[data-testid="stExpander"] summary').filter(has_text="Details")
+            details.click()  # the scores are there, one click away
+            first.get_by_text("BM25").first.wait_for()
+            assert "semantisch" in first.inner_text()
 
             _ask(page, FOLLOW_UP)
             second = assistant.nth(1)
@@ -95,7 +144,7 @@ def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright,
 
 def test_sources_page_shows_documents_and_what_is_missing(server, sync_playwright, tmp_path):
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = _browser(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"{server}/bronnen", wait_until="domcontentloaded")
@@ -106,5 +155,62 @@ def test_sources_page_shows_documents_and_what_is_missing(server, sync_playwrigh
             page.get_by_text("Veel knelpunten").first.wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(tmp_path / "sources.png"), full_page=True)
+        finally:
+            browser.close()
+
+
+def test_too_long_question_keeps_its_text(server, sync_playwright, tmp_path):
+    question = KNELPUNTEN + " " + "Graag een uitgebreide toelichting met alle details. " * 100
+    assert len(question) > 5000
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
+            _ask(page, question)
+            page.get_by_text("De vraag is te lang").wait_for(timeout=ANSWER_MS)
+            editor = page.locator('[data-testid="stTextArea"] textarea')
+            editor.wait_for()
+            assert editor.input_value() == question  # kept, to be shortened rather than retyped
+            page.screenshot(path=str(tmp_path / "too-long.png"), full_page=False)
+            editor.fill(KNELPUNTEN)
+            editor.press("Control+Enter")  # commit the edit, then send it
+            page.get_by_role("button", name="Vraag versturen").click()
+            assistant = page.locator('[data-testid="stChatMessage"]').filter(
+                has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+            assistant.first.get_by_text("91%").first.wait_for(timeout=ANSWER_MS)
+            page.locator('[data-testid="stTextArea"]').wait_for(state="detached")  # sent: the editor is gone
+            assert page.locator('[data-testid="stException"]').count() == 0
+        finally:
+            browser.close()
+
+
+def test_evaluation_page_shows_questions_and_a_readable_table(server, sync_playwright, tmp_path):
+    failing = EVAL_CASES[1]
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"{server}/evaluatie", wait_until="domcontentloaded")
+            label = page.locator('[data-testid="stExpander"] summary').filter(has_text=failing["user_input"])
+            label.wait_for(timeout=ANSWER_MS)
+            main = page.locator('[data-testid="stMainBlockContainer"]')
+            assert failing["id"] not in main.inner_text()  # the question, not the dataset id
+            label.click()
+            page.get_by_text(failing["reference"]).wait_for()  # what was expected ...
+            page.get_by_text("Geantwoord").wait_for()  # ... next to what was answered
+            assert failing["id"] in main.inner_text()  # the id only inside, for maintainers
+
+            table = page.locator('[data-testid="stTable"]')
+            table.wait_for()
+            assert "Feitenrecall (feiten in het antwoord)" in table.inner_text()  # whole labels, not clipped
+            fits = "e => e.scrollWidth <= e.clientWidth + 1"
+            assert table.evaluate(fits)
+            code = page.locator('[data-testid="stCode"]').last
+            assert "--json evals/reports/latest.json" in code.inner_text()
+            assert code.locator("pre").evaluate(fits)  # the whole command in sight, no hidden scroll
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "evaluatie.png"), full_page=True)
         finally:
             browser.close()

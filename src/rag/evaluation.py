@@ -349,7 +349,14 @@ class CaseResult:
             "metrics": self.metrics,
             "answerability": self.answerability,
             "correct_if_answered": self.correct_if_answered,
+            **self.readable_fields(),
         }
+
+    def readable_fields(self) -> dict:
+        """What the app's Evaluatie page shows a reader besides the id: the expected answer,
+        the conversation before the question and the question as it was searched."""
+        return {"reference": self.case.reference, "history": self.case.history,
+                "condensed_question": self.condensed_question}
 
     def failures(self) -> list[str]:
         """Why this case fails (empty when it passes)."""
@@ -432,7 +439,9 @@ def _progress(items: list, desc: str, show: bool):
         return items
     from tqdm import tqdm
 
-    return tqdm(items, desc=desc, unit="case", file=sys.stderr, leave=False)
+    # leave=True: a finished bar stays on its own line (ending in a newline), so the table printed
+    # after it starts on a fresh line, also when stderr goes to a log file or a pipe.
+    return tqdm(items, desc=desc, unit="case", file=sys.stderr, leave=True)
 
 
 def run_assistant(assistant, cases: list[EvalCase], k: int, desc: str = "ours", progress: bool = True) -> list[CaseResult]:
@@ -939,6 +948,7 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
     except RagError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    sys.stderr.flush()  # the finished progress bars' last newline, before the table on stdout
     click.echo(text_table(*summary_rows(run)))
     point = operating_point(run.ours.results)
     if point:

@@ -35,6 +35,14 @@ KIND_LABELS = {
     "webpagina": "Webpagina",
     "other": "Overig",
 }
+# The kinds as a noun in a sentence ("Het rapport is nog niet toegevoegd").
+KIND_NAMES = {
+    "rapport": "het rapport",
+    "factsheet": "de factsheet",
+    "handreiking": "de handreiking",
+    "webpagina": "de webpagina",
+    "other": "het document",
+}
 NO_DOCUMENTS = (
     "Er zijn nog geen documenten om vragen over te beantwoorden. Voeg het rapport, de factsheet "
     "of de handreiking toe op de pagina **Bronnen**."
@@ -193,34 +201,37 @@ def ensure_index(settings: Settings) -> bool:
 
 
 def sidebar(settings: Settings) -> None:
-    """Active answerer, embedding model and the passages slider (session key `k`)."""
+    """The document count, and a collapsed "Instellingen" expander with the answerer, the embedding
+    model and the passages slider (session key `k`): model names and tuning knobs stay out of sight
+    until asked for."""
     from rag.errors import RagError
     from rag.llm import describe_llm
 
     with st.sidebar:
-        try:
-            st.markdown(f"**Antwoorden:** {_code(describe_llm(settings))}")
-        except RagError as exc:
-            st.error(exc.dutch)
         index = open_catalog(settings)
-        if index is None:
-            st.markdown("**Embeddingmodel:** nog geen index")
-        else:
+        info = None
+        if index is not None:
             try:
                 info = index.info()
             except RagError as exc:
                 st.error(exc.dutch)
-                info = None
             finally:
                 index.close()
-            if info is not None:
-                st.markdown(f"**Embeddingmodel:** {_code(str(info['embed_model']))}")
-                st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
-        st.slider("Aantal passages", 1, MAX_PASSAGES_SLIDER, min(settings.k, MAX_PASSAGES_SLIDER), key="k",
-                  help="Hoeveel passages de assistent per vraag opzoekt.")
+        if info is not None:
+            st.caption(f"{info['documents']} document(en), {info['chunks']} passages")
+        with st.expander("Instellingen", icon=":material/settings:"):
+            try:
+                st.markdown(f"**Antwoorden:** {inline_code(describe_llm(settings))}")
+            except RagError as exc:
+                st.error(exc.dutch)
+            model = "nog geen index" if info is None else inline_code(str(info["embed_model"]))
+            st.markdown(f"**Embeddingmodel:** {model}")
+            st.slider("Aantal passages", 1, MAX_PASSAGES_SLIDER, min(settings.k, MAX_PASSAGES_SLIDER), key="k",
+                      help="Hoeveel passages de assistent per vraag opzoekt.")
 
 
-def _code(value: str) -> str:
+def inline_code(value: str) -> str:
+    """`value` as inline code (backticks in it become quotes)."""
     return "`" + value.replace("`", "'") + "`"
 
 
@@ -252,10 +263,24 @@ def _emphasise(segment: str) -> str:
     return f"{lead}:orange-background[**{escape_markdown(core)}**]{trail}"
 
 
+# A Markdown link whose target looks like an address (scheme:, /path, #anchor or www.), e.g.
+# `[mvdgrinten@oberon.eu](mailto:mvdgrinten@oberon.eu)`; "[1] (91%)" and "[1](91%)" are not links.
+_MD_LINK = re.compile(r"\[([^\[\]\n]+)\]\(\s*(?:[A-Za-z][A-Za-z0-9+.-]*:|/|#|www\.)[^()\s]*(?:\([^()\s]*\)[^()\s]*)*\s*\)")
+
+
+def link_text(text: str) -> str:
+    """`text` with Markdown links replaced by their link text (the address is dropped, never followed)."""
+    return _MD_LINK.sub(lambda m: m.group(1), text)
+
+
 def passage_markdown(text: str, quote: str | None = None) -> str:
-    """Passage text as safe Markdown, with `quote` (if found) highlighted line by line."""
+    """Passage text as safe Markdown, with `quote` (if found) highlighted line by line.
+
+    Markdown links in the source show as their link text; everything else renders literally."""
     from rag.citations import highlight_spans
 
+    text = link_text(text)
+    quote = link_text(quote) if quote else quote
     spans = highlight_spans(text, quote) if quote else [(text, False)]
     lines: list[list[tuple[str, bool]]] = [[]]
     for segment, quoted in spans:
@@ -279,7 +304,7 @@ def passage_markdown(text: str, quote: str | None = None) -> str:
 def answer_markdown(text: str) -> str:
     """Answer text as safe Markdown, keeping the answerer's `- ` list items as a list."""
     lines = []
-    for line in text.splitlines():
+    for line in link_text(text).splitlines():
         stripped = line.strip()
         if stripped.startswith("- "):
             lines.append("- " + escape_markdown(stripped[2:]))
@@ -288,12 +313,52 @@ def answer_markdown(text: str) -> str:
     return "\n".join(lines)
 
 
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", unicodedata.normalize("NFKC", text or "").casefold())
+
+
+def _repeats_title(part: str, title: str) -> bool:
+    """Is this heading the document's title again (the chunker's root, or a PDF's title bookmark)?"""
+    words, title_words = _words(part), _words(title)
+    if not words or not title_words:
+        return False
+    if " ".join(words) in " ".join(title_words) or " ".join(title_words) in " ".join(words):
+        return True
+    shared = len(set(words) & set(title_words))
+    return len(words) >= 3 and shared / min(len(set(words)), len(set(title_words))) >= 0.8
+
+
 def short_section(title: str, section: str) -> str:
-    """The section path without its leading document title."""
+    """The section path below the document root: leading parts that repeat the title are dropped."""
     parts = [p for p in (section or "").split(" › ") if p]
-    if parts and parts[0].lower() in (title or "").lower():
+    while parts and _repeats_title(parts[0], title):
         parts = parts[1:]
     return " › ".join(parts)
+
+
+def page_text(passage) -> str:
+    """", p. 12" with the printed page label when the passage has one, else the page number; "" without."""
+    label = getattr(passage, "page_label", None) or getattr(passage, "page", None)
+    return f", p. {label}" if label not in (None, "") else ""
+
+
+def source_label(passage, n: int | None = None) -> str:
+    """"[n] Title — section › subsection, p. 12" as safe Markdown: the title once, then where in it."""
+    section = short_section(passage.title, passage.section)
+    label = f"[{n}] " if n else ""
+    label += (passage.title or passage.doc_id) + (f" — {section}" if section else "") + page_text(passage)
+    return escape_markdown(label)
+
+
+def excerpt(text: str, limit: int = 300) -> str:
+    """The start of `text` on one line, at most `limit` characters, cut at a word boundary with "…"."""
+    flat = " ".join((text or "").split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[: limit + 1]
+    space = cut.rfind(" ")
+    head = cut[:space] if space > limit // 2 else flat[:limit]
+    return head.rstrip(" ,;:-–—") + "…"
 
 
 # -- uploads ----------------------------------------------------------------------

@@ -29,6 +29,7 @@ CHART_METRICS = {  # metric -> short label on the chart's axis
     "context_recall": "Contextrecall",
 }
 OURS = "ours"
+QUESTION_CHARS = 120  # a failing case's question in its expander label
 
 COMMAND = "rag eval --compare --report evals/reports/latest.md --json evals/reports/latest.json"
 NO_REPORT = (
@@ -335,32 +336,60 @@ def _show_config(report: dict, path: Path) -> None:
         pass
 
 
+def case_label(case: dict, reasons: list[str]) -> str:
+    """The expander label of a failing case: its question (not its id) and why it fails."""
+    question = str(case.get("user_input") or "").strip() or str(case.get("id", "?"))
+    return common.escape_markdown(f"{common.excerpt(question, QUESTION_CHARS)} — {', '.join(reasons)}")
+
+
+def _expected(case: dict, response: str, refused: bool) -> None:
+    esc = common.escape_markdown
+    st.markdown("**Verwacht**")
+    if not case.get("answerable", True):
+        st.markdown("Een weigering: de vraag is niet uit de bronnen te beantwoorden.")
+        return
+    reference = str(case.get("reference") or "").strip()
+    if reference:
+        st.markdown(esc(reference))
+    from rag.evaluation import fact_in
+
+    facts = [str(f) for f in case.get("facts") or []]
+    if facts:
+        lines = [f"- {'✓' if fact_in(f, response) and not refused else '✗'} {esc(f)}" for f in facts]
+        st.markdown("Feiten in het antwoord:\n\n" + "\n".join(lines))
+    wanted = ", ".join(esc(str(d)) for d in case.get("reference_doc_ids") or []) or "*(geen)*"
+    st.markdown(f"Uit: {wanted}")
+
+
+def _answered(response: str, refused: bool) -> None:
+    st.markdown("**Geantwoord**" + (" (geweigerd)" if refused else ""))
+    st.markdown(common.answer_markdown(response) if response.strip() else "*(leeg)*")
+
+
 def _show_case(case: dict, reasons: list[str]) -> None:
     esc = common.escape_markdown
-    with st.expander(esc(f"{case.get('id', '?')} — {', '.join(reasons)}")):
+    with st.expander(case_label(case, reasons)):
+        history = [m for m in case.get("history") or [] if isinstance(m, dict)]
+        if history:
+            st.markdown("**Eerder in het gesprek:**\n\n" + "\n".join(
+                f"- *{'gebruiker' if m.get('role') == 'user' else 'assistent'}:* {esc(str(m.get('content', '')))}"
+                for m in history))
         st.markdown(f"**Vraag:** {esc(str(case.get('user_input', '')))}")
+        if case.get("condensed_question"):
+            st.caption(f"Gezocht als: {esc(str(case['condensed_question']))}")
         refused = bool(case.get("refused"))
-        st.markdown("**Antwoord**" + (" (geweigerd)" if refused else "") + ":")
         response = str(case.get("response") or "")
-        st.markdown(common.answer_markdown(response) if response.strip() else "*(leeg)*")
-        if case.get("answerable", True):
-            from rag.evaluation import fact_in
-
-            facts = [str(f) for f in case.get("facts") or []]
-            if facts:
-                lines = [f"- {'✓' if fact_in(f, response) and not refused else '✗'} {esc(f)}" for f in facts]
-                st.markdown("**Verwachte feiten:**\n\n" + "\n".join(lines))
-            else:
-                st.markdown("**Verwachte feiten:** *(geen)*")
-            wanted = ", ".join(esc(str(d)) for d in case.get("reference_doc_ids") or []) or "*(geen)*"
-            st.markdown(f"**Verwachte documenten:** {wanted}")
-        else:
-            st.markdown("**Verwacht:** een weigering (de vraag is niet uit de bronnen te beantwoorden).")
+        expected, answered = st.columns(2)
+        with expected:
+            _expected(case, response, refused)
+        with answered:
+            _answered(response, refused)
         retrieved = [str(d) for d in case.get("retrieved_doc_ids") or []]
         if retrieved:
             st.markdown("**Gevonden passages uit:**\n\n" + "\n".join(f"{i}. {esc(d)}" for i, d in enumerate(retrieved, 1)))
         else:
             st.markdown("**Gevonden passages uit:** *(geen)*")
+        st.caption(esc(f"Vraag-id in de evaluatieset: {case.get('id', '?')}"))
 
 
 def show_report(report: dict, path: Path) -> None:
@@ -368,7 +397,7 @@ def show_report(report: dict, path: Path) -> None:
     _show_config(report, path)
     configs, note = configurations(report, path)
     st.subheader("Samenvatting")
-    st.dataframe(summary_frame(configs), hide_index=True, width="stretch")
+    st.table(summary_frame(configs), hide_index=True, border="horizontal")  # wraps long labels: nothing clipped
     st.caption("Zoek- en feitenmaten gelden voor beantwoordbare vragen, bronverwijzingen voor beantwoorde "
                "vragen, en terecht geweigerd of beantwoord voor alle vragen.")
     if note:
@@ -385,6 +414,8 @@ def show_report(report: dict, path: Path) -> None:
         st.success("Alle vragen gaan goed.")
     for case, reasons in failing:
         _show_case(case, reasons)
+    st.caption("Opnieuw uitvoeren in een terminal, met de vergelijking met de andere zoekmethoden:")
+    st.code(COMMAND, language="bash", wrap_lines=True)
 
 
 def render() -> None:
@@ -402,11 +433,11 @@ def render() -> None:
     except ReportError as exc:
         st.error(common.escape_markdown(f"Het rapport {path} kan niet gelezen worden: {exc}. "
                                         "Maak een nieuw rapport met de knop of met:"))
-        st.code(COMMAND, language="bash")
+        st.code(COMMAND, language="bash", wrap_lines=True)
         return
     if report is None:
         st.info(NO_REPORT)
-        st.code(COMMAND, language="bash")
+        st.code(COMMAND, language="bash", wrap_lines=True)
         return
     show_report(report, path)
 

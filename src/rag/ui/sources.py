@@ -155,7 +155,7 @@ def _chunk_browser(settings, docs: list[dict]) -> None:
     st.caption(f"{len(chunks)} passages")
     for chunk in chunks[start : start + CHUNKS_PER_PAGE]:
         section = common.short_section(chunk.title, chunk.section) or "(begin)"
-        label = f"{chunk.ordinal + 1}. {section}" + (f", p. {chunk.page}" if chunk.page else "")
+        label = f"{chunk.ordinal + 1}. {section}" + common.page_text(chunk)
         with st.expander(common.escape_markdown(label)):
             st.markdown(common.passage_markdown(chunk.text))
 
