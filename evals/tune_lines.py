@@ -24,10 +24,11 @@ from rag.evaluation import fact_share, load_dataset
 from rag.index import Index
 
 GRID = {
-    "SIMILARITY_WEIGHT": [0.05, 0.1, 0.15, 0.25],
-    "OVERLAP_WEIGHT": [0.3, 0.5, 0.8],
-    "NUMBER_BONUS": [0.0, 0.1, 0.2],
-    "MARGIN": [0.05, 0.1, 0.2],
+    "SIMILARITY_WEIGHT": [0.0, 0.02, 0.05, 0.1],
+    "OVERLAP_WEIGHT": [0.5],
+    "NUMBER_BONUS": [0.0, 0.1],
+    "MARGIN": [0.1, 0.2, 0.3, 0.45],
+    "MAX_LINES": [2, 3, 4],
 }
 
 

@@ -23,13 +23,13 @@ KIND_LABEL = {"factsheet": "de factsheet", "rapport": "het rapport", "handreikin
 # Line scoring, tuned on the tuning splits (evals/tune_lines.py): similarity to the question
 # in standard deviations from the best line, IDF-weighted word overlap, a bonus for numbers
 # when a quantity is asked, a small penalty per passage rank.
-SIMILARITY_WEIGHT = 0.15
+SIMILARITY_WEIGHT = 0.05
 OVERLAP_WEIGHT = 0.5
 NUMBER_BONUS = 0.1
 RANK_PENALTY = 0.02
 # A line scoring within this margin of the best one is quoted too (up to MAX_LINES).
-MARGIN = 0.15
-MAX_LINES = 3
+MARGIN = 0.3
+MAX_LINES = 4
 # Weight of the question's own words in a follow-up, against words carried over from before.
 FOCUS_WEIGHT = 2.0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..retrieval import Passage
-from .extractive import Selection, asked_words, weighted_coverage, word_weights
+from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
 FEATURES = (
@@ -32,6 +33,9 @@ FEATURES = (
     "agreement",          # dense and BM25 rank the top passage high alike
     "lexical_strength",   # top BM25 score against the question's total IDF
     "asked_words",        # how many subject words the question has (log)
+    "missing_rare",       # IDF (relative to the rarest possible) of the rarest asked word the answer lacks
+    "missing_number",     # the question names a number (a year, a version) the top passages do not have
+    "line_margin",        # how far the best line stands out from the other lines (cosine)
 )
 
 
@@ -74,6 +78,15 @@ def features(
     else:
         agreement = 0.0
     lexical = max((p.lexical_score or 0.0) for p in passages) if passages else 0.0
+    found = set().union(*(c.words for c in selection.chosen)) if selection.chosen else set()
+    if passages:
+        found |= set(_words(f"{passages[0].section}\n{passages[0].text}"))
+    ceiling = max(idf("\x00"), 1e-6) if idf else 1.0  # the IDF of a word no chunk has
+    missing_rare = max((weights[w] / ceiling for w in asked if not matches(w, found)), default=0.0)
+    top_text = " ".join(p.text for p in passages[:3])
+    missing_number = float(any(n not in top_text for n in re.findall(r"\d+", question)))
+    sims = [c.similarity for c in selection.candidates]
+    line_margin = selection.best_similarity - float(np.mean(sims)) if sims else 0.0
     return {
         "dense_top": float(dense_top),
         "dense_peak": float(dense_peak),
@@ -84,6 +97,9 @@ def features(
         "agreement": agreement,
         "lexical_strength": float(lexical / total) if total > 0 else 0.0,
         "asked_words": math.log1p(len(asked)),
+        "missing_rare": float(min(missing_rare, 1.5)),
+        "missing_number": missing_number,
+        "line_margin": float(line_margin),
     }
 
 
