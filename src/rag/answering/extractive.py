@@ -178,16 +178,25 @@ class ExtractiveAnswerer:
             if c.overlap >= 0.5 * best.overlap and c.text.casefold() != best.text.casefold():
                 chosen.append(c)
         asks_list = bool(LIST_QUESTION.search(question))
-        run = self._list_run(candidates, best)
+        # The list a chosen line belongs to or introduces; for a list question with none, the
+        # list (with the line that introduces it) that scores best.
+        run = next((r for r in (self._list_run(candidates, c) for c in chosen) if r), [])
         if not run and asks_list:
-            # The best line is not next to a list: take the best-scoring list of the passages.
-            runs = [r for r in (self._list_run(candidates, c) for c in candidates if c.is_item) if r]
-            run = max(runs, key=lambda r: max(c.score for c in r), default=[])
-            if run and max(c.score for c in run) < best.score - 2 * MARGIN:
+            runs = [r for r in (self._list_run(candidates, c) for c in candidates) if r]
+            run = max(runs, key=lambda r: self._run_score(candidates, r), default=[])
+            if run and self._run_score(candidates, run) < best.score - 2 * MARGIN:
                 run = []
-        if run and (best.is_item or asks_list or best.text.rstrip().endswith(":") or best not in run):
-            chosen += [c for c in run if c not in chosen]
+        if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
+            chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
         return self._within_budget(chosen)
+
+    @staticmethod
+    def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
+        """A list scores as its best item or the line that introduces it."""
+        same = [c for c in candidates if c.passage_index == run[0].passage_index]
+        at = same.index(run[0])
+        intro = [c.score for c in same[max(0, at - 2) : at] if not c.is_item]
+        return max([c.score for c in run] + intro)
 
     @staticmethod
     def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:

@@ -15,6 +15,12 @@ QUESTION_FRAME = frozenset(
     for w in """procent percentage aandeel deel gemiddeld aantal noem noemen geef vertel
     uitleg leg beschrijf volgens staat stond gaat soort soorten manier manieren precies
     eigenlijk graag welk welke please tell give list main according much many""".split()
+) | frozenset(
+    # Words that point at the documents themselves ("volgens de factsheet", "in het rapport"):
+    # the kinds this assistant's corpus is made of, not what a question is about.
+    stem(w)
+    for w in """onderzoek onderzoeken studie rapport factsheet handreiking bron bronnen document documenten
+    publicatie study report research source document""".split()
 )
 INJECTION = re.compile(
     r"\b(negeer|vergeet|ignore|disregard|forget)\b.{0,40}\b(opdracht|instructie|instructies|regels|instructions|prompt|alles|wat je)"
