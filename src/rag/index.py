@@ -597,6 +597,26 @@ class Index:
             at += len(lines)
         return vectors[: len(part)], lines_out
 
+    def centroid(self):
+        """The normalised mean of all answer-line vectors: where the corpus is, in embedding
+        space (off-topic questions are far from it). Cached per index generation."""
+        import numpy as np
+
+        generation = int(self._meta("generation") or 0)
+        with self._lock:
+            cached = getattr(self, "_centroid", None)
+            if cached is not None and cached[0] == generation:
+                return cached[1]
+            total = None
+            cursor = self._db().execute("SELECT vector FROM lines WHERE vector IS NOT NULL")
+            while rows := cursor.fetchmany(50_000):
+                block = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float16).reshape(len(rows), -1)
+                part = block.astype(np.float32).sum(axis=0)
+                total = part if total is None else total + part
+            vector = None if total is None else total / max(float(np.linalg.norm(total)), 1e-9)
+            self._centroid = (generation, vector)
+            return vector
+
     def lines_for(self, chunk_ids: list[str]):
         """Stored answer lines and their vectors per chunk id (see rag.lines)."""
         return load_lines(self._db(), list(chunk_ids))

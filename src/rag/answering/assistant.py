@@ -131,7 +131,8 @@ class Assistant:
         if vector is None:  # lexical mode still scores lines by meaning
             vector = self.searcher.embed_query(condensed)
         selection = self.extractive.select(condensed, passages, vector, focus) if passages else Selection([])
-        values = features(condensed, passages, selection, self._idf, self.index.lexical().knows)
+        values = features(condensed, passages, selection, self._idf, self.index.lexical().knows, vector,
+                          self.index.centroid())
         missing = [k_ for k_ in kinds_named(question) if k_ not in self.indexed_kinds()]
         return Analysis(question, condensed, passages, selection, values, vector, missing)
 

@@ -36,6 +36,7 @@ FEATURES = (
     "missing_rare",       # IDF (relative to the rarest possible) of the rarest asked word the answer lacks
     "missing_number",     # the question names a number (a year, a version) the top passages do not have
     "line_margin",        # how far the best line stands out from the other lines (cosine)
+    "topic_similarity",   # cosine of the question to the corpus centroid (off-topic questions are far)
 )
 
 
@@ -58,8 +59,10 @@ def features(
     selection: Selection,
     idf: Callable[[str], float] | None,
     knows: Callable[[str], bool],
+    vector: np.ndarray | None = None,
+    centroid: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The refusal model's inputs for one question."""
+    """The refusal model's inputs for one question (`vector`: its embedding; `centroid`: the corpus')."""
     asked = asked_words(question)
     weights = word_weights(asked, idf)
     total = sum(weights.values())
@@ -100,6 +103,7 @@ def features(
         "missing_rare": float(min(missing_rare, 1.5)),
         "missing_number": missing_number,
         "line_margin": float(line_margin),
+        "topic_similarity": float(centroid @ vector) if vector is not None and centroid is not None else 0.0,
     }
 
 

@@ -77,7 +77,7 @@ def fit(rows: list[Row], sources: list[str]) -> dict:
         raise ValueError("the tuning cases need both answerable and unanswerable questions")
 
     def model():
-        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=1000))
+        return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
 
     folds = StratifiedKFold(n_splits=min(5, int(min(np.bincount(y)))), shuffle=True, random_state=0)
     out_of_fold = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
