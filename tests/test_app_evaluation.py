@@ -254,7 +254,7 @@ def tiny_dataset(path, ids=("fs-aantal-pilots",)):
     """Cases of the shipped gold set (by id) and its first unanswerable one, as a JSONL file."""
     from conftest import ROOT
 
-    gold = ROOT / "evals" / "gold.jsonl"
+    gold = ROOT / "evals" / "tune.jsonl"
     refusal = next(c.id for c in load_dataset(gold) if not c.answerable)
     lines = [line for line in gold.read_text(encoding="utf-8").splitlines()
              if line.strip() and json.loads(line)["id"] in {*ids, refusal}]

@@ -32,7 +32,15 @@ from apphelpers import APP, KNELPUNTEN, app_env, make_root
 from click.testing import CliRunner
 from conftest import copy_corpus, free_port
 
-from rag.answering import REFUSAL_TEXT, SYSTEM_PROMPT, Answer, Assistant, validate_question
+from rag.answering import (
+    REFUSAL_INSTRUCTION,
+    REFUSAL_TEXT,
+    REFUSAL_TEXTS,
+    SYSTEM_PROMPT,
+    Answer,
+    Assistant,
+    validate_question,
+)
 from rag.citations import markers
 from rag.cli import main
 from rag.errors import QuestionError
@@ -95,6 +103,12 @@ def _name(question: str) -> str:
     return next(n for n, q in QUESTIONS.items() if q == question)
 
 
+def is_refusal(text: str) -> bool:
+    """One of the three refusals: not in the sources, maybe in a missing document, an instruction."""
+    return text in (REFUSAL_TEXT, REFUSAL_TEXTS[REFUSAL_INSTRUCTION]) or text.startswith(
+        "Dat staat niet in de geladen bronnen")
+
+
 def assert_safe_answer(answer_text: str, refused: bool, name: str, n_citations: int) -> None:
     """What every answer to a bad question must satisfy, whatever the front end."""
     assert "Traceback" not in answer_text
@@ -103,7 +117,7 @@ def assert_safe_answer(answer_text: str, refused: bool, name: str, n_citations: 
     assert "alles goed" not in answer_text.lower()
     assert "<script" not in answer_text and "onerror" not in answer_text
     if refused:
-        assert answer_text == REFUSAL_TEXT
+        assert is_refusal(answer_text), answer_text
     else:
         assert n_citations >= 1 and markers(answer_text), answer_text
     if name in ASKS_91:
@@ -208,7 +222,7 @@ def test_cli_ask_survives_bad_question(cli_env, question):
 def test_cli_ask_text_output_of_html_question_is_plain(cli_env):
     result = _run(cli_env, "ask", QUESTIONS["html-script"])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(REFUSAL_TEXT)
+    assert result.stdout.startswith("Dat staat niet in de"), result.stdout
     assert "<script" not in result.stdout
 
 
@@ -281,6 +295,8 @@ def test_app_survives_bad_question(app_root, monkeypatch, question):
     assert "<" not in shown
     if assistant.warning:  # refused
         text, refused = assistant.warning[0].value, True
+    elif name in INJECTIONS:  # an instruction refusal is a neutral info line
+        text, refused = assistant.info[0].value, True
     else:
         text, refused = assistant.markdown[0].value, False
     text = text.replace("\\", "")  # answer_markdown escapes; compare the visible text
@@ -319,7 +335,7 @@ def fake_llm(monkeypatch):
 def test_injection_question_never_reaches_the_llm(corpus_index, fake_llm, question):
     settings, index = corpus_index
     answer = Assistant(settings.with_overrides(llm="openai:fake", llm_timeout=5), index=index).ask(question)
-    assert answer.refused and answer.text == REFUSAL_TEXT
+    assert answer.refused and answer.text == REFUSAL_TEXTS[REFUSAL_INSTRUCTION]
     assert fake_llm.answer_requests() == []
 
 

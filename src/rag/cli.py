@@ -88,8 +88,8 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
             bar.close()
             del bars[stage]
 
-    # Bars only for a person watching: not with --json, not when stderr is a file or pipe.
-    show = not as_json and sys.stderr.isatty()
+    # Progress on stderr unless --json (a log file gets the bars too: a long ingest shows it is alive).
+    show = not as_json
     try:
         report = index.ingest(list(paths) or None, rebuild=rebuild, on_event=on_event if show else None)
     finally:

@@ -486,6 +486,8 @@ def risk_coverage(results: list[CaseResult], points: int = 10) -> list[dict]:
         (r for r in results if r.answerability is not None and r.correct_if_answered is not None),
         key=lambda r: -r.answerability,
     )
+    if not ranked:
+        return []
     curve = []
     for i in range(1, points + 1):
         n = max(1, round(len(ranked) * i / points))
@@ -493,7 +495,7 @@ def risk_coverage(results: list[CaseResult], points: int = 10) -> list[dict]:
         wrong = sum(1 for r in answered if not r.correct_if_answered)
         curve.append({"coverage": round(n / len(ranked), 3), "risk": round(wrong / n, 3),
                       "threshold": round(answered[-1].answerability, 4)})
-    return curve if ranked else []
+    return curve
 
 
 def operating_point(results: list[CaseResult]) -> dict | None:

@@ -41,6 +41,9 @@ KIND_NAMES = {"rapport": "het rapport", "handreiking": "de handreiking"}
 SUMMARY_HEADING = re.compile(
     r"samenvatting|conclusie|kernbevinding|belangrijkste|inleiding|introductie|over dit|summary|introduction", re.I
 )
+# A refusal this close to the threshold (share of it) is near the topic: the answer may be in a
+# document that is not loaded yet.
+NEAR_TOPIC = 0.75
 OVERVIEW_CHUNKS_PER_DOC = 3
 OVERVIEW_LINES = 4
 NOTE_INSTRUCTION = "De vraag bevat instructies aan de assistent; die worden genegeerd."
@@ -162,7 +165,7 @@ class Assistant:
 
     def _refusal(self, a: Analysis, verdict: Verdict, condensed: str | None) -> Answer:
         missing = a.missing_kinds
-        if not missing and verdict.probability >= verdict.threshold / 2:
+        if not missing and verdict.probability >= NEAR_TOPIC * verdict.threshold:
             # Near the topic but not in what is loaded: a document this assistant is for may hold it.
             missing = [k for k in EXPECTED_KINDS if k not in self.indexed_kinds()]
         if missing:
