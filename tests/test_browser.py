@@ -214,3 +214,41 @@ def test_evaluation_page_shows_questions_and_a_readable_table(server, sync_playw
             page.screenshot(path=str(tmp_path / "evaluatie.png"), full_page=True)
         finally:
             browser.close()
+
+
+def test_what_a_policy_adviser_asks_first(server, sync_playwright, tmp_path):
+    """The report is missing and the chat says so with a link to Bronnen; a summary question is answered
+    with citations; the satisfaction chart reads as numbers with their labels."""
+    with sync_playwright() as pw:
+        browser = _browser(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(server, wait_until="domcontentloaded")
+            page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
+            assistant = page.locator('[data-testid="stChatMessage"]').filter(
+                has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+
+            _ask(page, "Wat zegt het rapport over wachtlijsten?")
+            first = assistant.nth(0)
+            first.get_by_text("rapport", exact=False).first.wait_for(timeout=ANSWER_MS)
+            first.locator('a[href*="bronnen"]').first.wait_for()  # where to add it
+            assert "nog niet" in first.inner_text() and "toegevoegd" in first.inner_text()
+            page.screenshot(path=str(tmp_path / "missing-report.png"), full_page=False)
+
+            _ask(page, "Geef me een samenvatting van het onderzoek")
+            second = assistant.nth(1)
+            second.get_by_text("Bronnen").first.wait_for(timeout=ANSWER_MS)
+            text = second.inner_text()
+            assert "[1]" in text and "[2]" in text, text  # cited, from more than one document
+            assert "Dat staat niet" not in text
+
+            _ask(page, "Hoe tevreden zijn samenwerkingsverbanden over de aansluiting?")
+            third = assistant.nth(2)
+            third.get_by_text("33% (zeer) ontevreden").first.wait_for(timeout=ANSWER_MS)
+            assert "27% (zeer) tevreden" in third.inner_text()
+            visible = page.locator('[data-testid="stMainBlockContainer"]').inner_text()
+            assert not _jargon(visible), _jargon(visible)
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "adviser.png"), full_page=False)
+        finally:
+            browser.close()

@@ -220,8 +220,8 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
         proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "ingest"], env=subprocess_env(settings, RAG_EMBED_BATCH_SIZE="16"),
                                 cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=err)
     try:
-        # The tqdm bar appears after the first batch of vectors is stored: kill in the middle of embedding.
-        _wait_for(stderr, r"Embedding", proc, timeout=180)
+        # Kill in the middle of embedding: once the bar counts a first stored batch (it shows 0 before).
+        _wait_for(stderr, r"Embedding:.*\b[1-9]\d*/\d+", proc, timeout=300)
         time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(timeout=30) == -signal.SIGKILL, "the ingest ended before it was killed"
