@@ -90,9 +90,9 @@ _warmed_up: set[str] = set()
 def warm_up(settings: Settings) -> threading.Thread | None:
     """Load the embedding model, the answering code and the Assistant in the background, once per process.
 
-    Importing torch and sentence-transformers and loading the model take most of the first
-    question's wait; started with the first page view, that overlaps with the page loading and
-    the user typing. The model and the Assistant are caches with their own locks, so a question
+    Importing chromadb and LangChain, loading the model, opening the Chroma client and the BM25
+    index and reading the answer lines take most of the first question's wait; started with the
+    first page view, that overlaps with the page loading and the user typing. The model and the Assistant are caches with their own locks, so a question
     asked meanwhile waits for this load instead of starting a second one. Returns the started
     thread, or None when this process has warmed up for these settings already."""
     key = f"{settings.embed_model}|{settings.embed_batch_size}"
@@ -122,8 +122,13 @@ def _warm_up(settings: Settings) -> None:
             built = index.exists()
         finally:
             index.close()
-        if built:  # the shared Assistant, its Chroma segment and BM25 index, ready for the first question
-            get_assistant(settings).searcher.search("onderwijs en jeugdhulp", 1)
+        if built:
+            # The shared Assistant and everything a question touches before any LLM call:
+            # Chroma client and segment, BM25 index, stored answer lines, refusal model.
+            from rag.answering.refusal import decide
+
+            analysis = get_assistant(settings).analyse("Waar gaat het onderzoek over?")
+            decide(analysis.features, settings.refusal_threshold)
         log.info("warm-up done in %.1fs", time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - the same error shows, in Dutch, when a question is asked
         log.warning("warming up the embedding model failed", exc_info=True)
