@@ -108,7 +108,8 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
          "--threads", "2", "--no-cli-reingest", "--no-real", "--app", "--workdir", str(tmp_path / "work"), "--json", str(out)],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
-    assert "search p95 / embed_query (real corpus)" in result.output
+    assert "search p95 / embed_query (shipped corpus)" in result.output
+    assert "real scale" not in result.output  # --no-real
     assert "concurrency (2 threads" in result.output
 
     data = json.loads(out.read_text(encoding="utf-8"))
@@ -139,6 +140,8 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
     assert derived["chunks"] == 80
     assert "derived" in derived["how"]
     assert data["concurrency"]["errors"] == 0 and data["concurrency"]["threads"] == 2
+    assert {t["name"] for t in data["targets"]} >= {"ask p50 / embed_query (shipped corpus)",
+                                                    "app: streamlit run -> first answer (s)"}
     assert not (tmp_path / "work" / "scale-1").exists()  # temp indexes are cleaned up
     if not Path(CHROMIUM).is_file():  # only outside CI (.ci/run installs it): the bench says why
         assert "app: not measured" in result.output and "app" not in data
