@@ -100,12 +100,32 @@ def warm_up(settings: Settings) -> threading.Thread | None:
         if key in _warmed_up:
             return None
         _warmed_up.add(key)
-    thread = threading.Thread(target=_warm_up, args=(settings,), name="rag-warm-up", daemon=True)
+    thread = threading.Thread(target=_warm_up, args=(settings, _page_script_thread()), name="rag-warm-up",
+                              daemon=True)
     thread.start()
     return thread
 
 
-def _warm_up(settings: Settings) -> None:
+WARM_UP_WAIT_S = 3.0  # longest the warm-up lets the first page run go first
+
+
+def _page_script_thread() -> threading.Thread | None:
+    """The Streamlit script thread drawing the first page, when warm_up is called from one."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+    except Exception:  # noqa: BLE001 - another Streamlit version: just do not wait
+        return None
+    current = threading.current_thread()
+    return current if ctx is not None and current is not threading.main_thread() else None
+
+
+def _warm_up(settings: Settings, page_thread: threading.Thread | None = None) -> None:
+    # Imports hold the GIL: let the first page (and its chat box) draw first. The script
+    # thread ends when that run is done; the user types meanwhile, so little is lost.
+    if page_thread is not None:
+        page_thread.join(WARM_UP_WAIT_S)
     started = time.perf_counter()
     try:
         import chromadb  # noqa: F401 - the vector store client
