@@ -110,6 +110,7 @@ def measure_app(env: dict[str, str], questions: list[str], workdir: Path, think_
         "first_answer_s": round(answered[0], 2),
         "first_wait_s": round(waits[0], 2),
         "later_answer_p50_s": round(statistics.median(later), 2) if later else None,
+        "later_answer_max_s": round(max(later), 2) if later else None,
         "peak_rss_mb": round(rss, 1) if rss is not None else None,
         "questions": len(questions),
         "how": (

@@ -47,7 +47,28 @@ def _out(data) -> None:
     click.echo(json.dumps(data, ensure_ascii=False))
 
 
-@click.group()
+class LazyGroup(click.Group):
+    """A click group whose heavier subcommands (eval, bench) are imported only when they run.
+
+    `rag ask` and `rag search` then pay for neither the evaluation code nor the bench."""
+
+    def __init__(self, *args, lazy_subcommands: dict[str, str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy_subcommands = dict(lazy_subcommands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_subcommands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str):
+        if cmd_name in self.lazy_subcommands and cmd_name not in self.commands:
+            from importlib import import_module
+
+            module, _, attr = self.lazy_subcommands[cmd_name].partition(":")
+            self.add_command(getattr(import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, lazy_subcommands={"eval": "rag.evaluation:eval_command", "bench": "rag.bench:bench_command"})
 @click.option("-v", "--verbose", is_flag=True, help="Show debug logging.")
 @click.version_option(package_name="onderwijs-jeugdhulp-rag")
 def main(verbose: bool) -> None:
@@ -254,13 +275,6 @@ def fit_refusal_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None
     for name, coef in zip(model["features"], model["coef"]):
         click.echo(f"  {name:18s} {coef:+.3f}")
 
-
-from .evaluation import eval_command  # noqa: E402
-
-main.add_command(eval_command, "eval")
-from .bench import bench_command  # noqa: E402
-
-main.add_command(bench_command, "bench")
 
 if __name__ == "__main__":
     main()

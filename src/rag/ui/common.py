@@ -98,9 +98,9 @@ _warmed_up: set[str] = set()
 def warm_up(settings: Settings) -> threading.Thread | None:
     """Load the embedding model, the answering code and the Assistant in the background, once per process.
 
-    Importing torch and sentence-transformers and loading the model take most of the first
-    question's wait; started with the first page view, that overlaps with the page loading and
-    the user typing. The model and the Assistant are caches with their own locks, so a question
+    Importing chromadb and LangChain, loading the model, opening the Chroma client and the BM25
+    index and reading the answer lines take most of the first question's wait; started with the
+    first page view, that overlaps with the page loading and the user typing. The model and the Assistant are caches with their own locks, so a question
     asked meanwhile waits for this load instead of starting a second one. Returns the started
     thread, or None when this process has warmed up for these settings already."""
     key = f"{settings.embed_model}|{settings.embed_batch_size}"
@@ -108,12 +108,32 @@ def warm_up(settings: Settings) -> threading.Thread | None:
         if key in _warmed_up:
             return None
         _warmed_up.add(key)
-    thread = threading.Thread(target=_warm_up, args=(settings,), name="rag-warm-up", daemon=True)
+    thread = threading.Thread(target=_warm_up, args=(settings, _page_script_thread()), name="rag-warm-up",
+                              daemon=True)
     thread.start()
     return thread
 
 
-def _warm_up(settings: Settings) -> None:
+WARM_UP_WAIT_S = 3.0  # longest the warm-up lets the first page run go first
+
+
+def _page_script_thread() -> threading.Thread | None:
+    """The Streamlit script thread drawing the first page, when warm_up is called from one."""
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx(suppress_warning=True)
+    except Exception:  # noqa: BLE001 - another Streamlit version: just do not wait
+        return None
+    current = threading.current_thread()
+    return current if ctx is not None and current is not threading.main_thread() else None
+
+
+def _warm_up(settings: Settings, page_thread: threading.Thread | None = None) -> None:
+    # Imports hold the GIL: let the first page (and its chat box) draw first. The script
+    # thread ends when that run is done; the user types meanwhile, so little is lost.
+    if page_thread is not None:
+        page_thread.join(WARM_UP_WAIT_S)
     started = time.perf_counter()
     try:
         import chromadb  # noqa: F401 - the vector store client
@@ -130,8 +150,13 @@ def _warm_up(settings: Settings) -> None:
             built = index.exists()
         finally:
             index.close()
-        if built:  # the shared Assistant, its Chroma segment and BM25 index, ready for the first question
-            get_assistant(settings).searcher.search("onderwijs en jeugdhulp", 1)
+        if built:
+            # The shared Assistant and everything a question touches before any LLM call:
+            # Chroma client and segment, BM25 index, stored answer lines, refusal model.
+            from rag.answering.refusal import decide
+
+            analysis = get_assistant(settings).analyse("Waar gaat het onderzoek over?")
+            decide(analysis.features, settings.refusal_threshold)
         log.info("warm-up done in %.1fs", time.perf_counter() - started)
     except Exception:  # noqa: BLE001 - the same error shows, in Dutch, when a question is asked
         log.warning("warming up the embedding model failed", exc_info=True)
