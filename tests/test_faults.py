@@ -213,7 +213,7 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
     index.close()
     before = _consistency(settings)
     _assert_consistent(before)
-    _write_generated(settings.corpus_dir, 300, seed=1)  # ~600 new chunks
+    _write_generated(settings.corpus_dir, 80, seed=1)  # ~160 new chunks: more than two embedding batches
 
     stderr = tmp_path / "killed.stderr"
     with open(stderr, "wb") as err:
@@ -249,7 +249,7 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr
     report = json.loads(done.stdout)
-    assert report["documents"] == 302 and report["chunks_total"] > 600
+    assert report["documents"] == 82 and report["chunks_total"] > 160
     after = _consistency(settings)
     _assert_consistent(after)
     assert len(after["catalog"]) == report["chunks_total"]
@@ -272,7 +272,7 @@ def _reap(proc: subprocess.Popen) -> None:
 
 def test_two_ingests_at_once_wait_or_refuse_and_never_corrupt(tmp_path):
     corpus = copy_corpus(tmp_path / "corpus")
-    _write_generated(corpus, 120, seed=2)
+    _write_generated(corpus, 40, seed=2)
     settings = make_settings(tmp_path, corpus_dir=corpus)
     env = subprocess_env(settings)
     with contextlib.ExitStack() as stack:
@@ -290,7 +290,7 @@ def test_two_ingests_at_once_wait_or_refuse_and_never_corrupt(tmp_path):
     for name, (code, out, err) in results.items():
         assert "Traceback" not in err, (name, err[-3000:])
         if code == 0:
-            assert json.loads(out)["documents"] == 122
+            assert json.loads(out)["documents"] == 42
         else:  # refused after waiting for the lock: one clear line about the other ingest
             assert code == 1, (name, code, err[-2000:])
             assert "Another `rag ingest`" in err, err
@@ -301,7 +301,7 @@ def test_two_ingests_at_once_wait_or_refuse_and_never_corrupt(tmp_path):
         assert min(r["added"] for r in reports) == 0
     state = _consistency(settings)
     _assert_consistent(state)
-    assert state["docs"] == 122
+    assert state["docs"] == 42
 
 
 def test_ingest_while_another_holds_the_lock_refuses_clearly(make_index):
