@@ -6,7 +6,6 @@ import logging
 
 import streamlit as st
 
-from rag.answering.answer import REFUSAL_INSTRUCTION, REFUSAL_MISSING_DOCUMENT
 from rag.ui import common, page_file
 
 log = logging.getLogger(__name__)
@@ -66,6 +65,8 @@ def maybe_relevant(answer) -> list:
     """The passages worth showing under a refusal: only when the question was near the topic
     (the refusal model judged it close but the loaded documents do not answer it), at most
     MAYBE_RELEVANT; an off-topic question or an instruction gets none (they would be unrelated)."""
+    from rag.answering.answer import REFUSAL_MISSING_DOCUMENT  # not at import: the first page must draw fast
+
     if answer.refusal_reason != REFUSAL_MISSING_DOCUMENT:
         return []
     return answer.passages[:MAYBE_RELEVANT]
@@ -114,6 +115,8 @@ def _details(answer) -> None:
 def render_answer(answer) -> None:
     """An Answer: text (or a refusal, worded by its reason), a pointer to missing documents,
     notes, cited passages, and the retrieval details in a collapsed expander."""
+    from rag.answering.answer import REFUSAL_INSTRUCTION, REFUSAL_MISSING_DOCUMENT
+
     reason = getattr(answer, "refusal_reason", None)
     missing = list(getattr(answer, "missing_kinds", None) or [])
     if answer.refused:
