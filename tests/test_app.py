@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from apphelpers import APP, FOLLOW_UP, KNELPUNTEN, REFUSAL, WEATHER, app_env, make_root, pdf_bytes, settings_for
+from apphelpers import APP, FOLLOW_UP, KNELPUNTEN, WEATHER, app_env, make_root, pdf_bytes, settings_for
 from conftest import free_port
 from fake_openai import FakeOpenAI, Reply
 from streamlit.testing.v1 import AppTest

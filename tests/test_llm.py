@@ -18,7 +18,6 @@ from fake_openai import LLAMA_CPP_CONTEXT_ERROR, FakeOllama, FakeOpenAI, Reply, 
 
 from rag.answering import (
     NOTE_LLM_DOWN,
-    condense_question,
     REFUSAL_TEXT,
     SYSTEM_PROMPT,
     Assistant,

@@ -29,7 +29,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .lexical import LexicalIndex
-from .lines import LINES_VERSION, load_lines, save_lines, split_lines
+from .lines import LINES_VERSION, chunks_with_lines, load_lines, save_lines, split_lines
 from .lines import SCHEMA as LINES_SCHEMA
 from .lines import embed_text as line_embed_text
 from .loaders import (
@@ -571,9 +571,7 @@ class Index:
         return loaded, skipped
 
     def _without_lines(self, chunks: list[Chunk]) -> list[Chunk]:
-        if not chunks:
-            return []
-        have = set(load_lines(self._db(), [c.chunk_id for c in chunks]))
+        have = chunks_with_lines(self._db(), [c.chunk_id for c in chunks])
         return [c for c in chunks if c.chunk_id not in have]
 
     def _embed_lines(self, chunks: list[Chunk]) -> dict:

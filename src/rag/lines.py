@@ -115,6 +115,15 @@ def save_lines(db: sqlite3.Connection, chunk_id: str, lines: list[Line], vectors
     )
 
 
+def chunks_with_lines(db: sqlite3.Connection, chunk_ids: list[str]) -> set[str]:
+    """Which of these chunks have stored lines (no vectors read)."""
+    if not chunk_ids:
+        return set()
+    marks = ",".join("?" * len(chunk_ids))
+    rows = db.execute(f"SELECT DISTINCT chunk_id FROM lines WHERE chunk_id IN ({marks})", list(chunk_ids))
+    return {r[0] for r in rows}
+
+
 def load_lines(db: sqlite3.Connection, chunk_ids: list[str]) -> dict[str, tuple[list[Line], np.ndarray]]:
     """Stored lines and their vectors per chunk id (chunks without stored lines are left out)."""
     if not chunk_ids:

@@ -33,6 +33,14 @@ class Passage:
     url: str = ""
     page_label: str | None = None
 
+    @classmethod
+    def from_record(cls, rec, score: float, **ranks) -> "Passage":
+        """A Passage for a catalog ChunkRecord, with its fused score and per-retriever ranks/scores."""
+        return cls(
+            chunk_id=rec.chunk_id, doc_id=rec.doc_id, title=rec.title, kind=rec.kind, section=rec.section,
+            page=rec.page, text=rec.text, score=score, url=rec.url or "", page_label=rec.page_label, **ranks,
+        )
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -102,12 +110,7 @@ class HybridSearcher:
             rec = records.get(cid)
             if rec is None:
                 continue
-            passages.append(
-                Passage(
-                    chunk_id=cid, doc_id=rec.doc_id, title=rec.title, kind=rec.kind, section=rec.section,
-                    page=rec.page, text=rec.text, score=round(fused[cid], 6), url=rec.url or "", page_label=rec.page_label, **info[cid],
-                )
-            )
+            passages.append(Passage.from_record(rec, round(fused[cid], 6), **info[cid]))
             if len(passages) == k:
                 break
         return passages

@@ -195,10 +195,7 @@ class Assistant:
             records = self.index.chunks_of(doc["doc_id"])
             summary = [r for r in records if SUMMARY_HEADING.search(subsection(r.section))]
             for r in (summary or records)[:OVERVIEW_CHUNKS_PER_DOC]:
-                passages.append(Passage(
-                    chunk_id=r.chunk_id, doc_id=r.doc_id, title=r.title, kind=r.kind, section=r.section,
-                    page=r.page, text=r.text, score=0.0, url=r.url or "", page_label=r.page_label,
-                ))
+                passages.append(Passage.from_record(r, 0.0))
         if not passages:
             return [], []
         selection = self.extractive.select("", passages, vector)

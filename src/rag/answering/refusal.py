@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..lexical import content_words
 from ..retrieval import Passage
 from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
 
@@ -71,7 +72,7 @@ def features(
     dense_top = max(dense) if dense else 0.0
     dense_peak = dense_top - float(np.mean(dense)) if dense else 0.0
     passage_coverage = max(
-        (weighted_coverage(weights, set(_words(f"{p.section}\n{p.text}"))) for p in passages[:3]), default=0.0
+        (weighted_coverage(weights, set(content_words(f"{p.section}\n{p.text}"))) for p in passages[:3]), default=0.0
     )
     top = passages[0] if passages else None
     if top is None:
@@ -83,7 +84,7 @@ def features(
     lexical = max((p.lexical_score or 0.0) for p in passages) if passages else 0.0
     found = set().union(*(c.words for c in selection.chosen)) if selection.chosen else set()
     if passages:
-        found |= set(_words(f"{passages[0].section}\n{passages[0].text}"))
+        found |= set(content_words(f"{passages[0].section}\n{passages[0].text}"))
     ceiling = max(idf("\x00"), 1e-6) if idf else 1.0  # the IDF of a word no chunk has
     missing_rare = max((weights[w] / ceiling for w in asked if not matches(w, found)), default=0.0)
     top_text = " ".join(p.text for p in passages[:3])
@@ -105,12 +106,6 @@ def features(
         "line_margin": float(line_margin),
         "topic_similarity": float(centroid @ vector) if vector is not None and centroid is not None else 0.0,
     }
-
-
-def _words(text: str) -> list[str]:
-    from ..lexical import content_words
-
-    return content_words(text)
 
 
 @lru_cache(maxsize=4)
