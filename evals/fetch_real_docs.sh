@@ -2,7 +2,8 @@
 # Reproduce evals/realdocs/{dev,tune}/: Dutch manuals from Debian packages.
 #
 #   dev  (report-only): debian-edu-bookworm-manual.pdf, rosegarden-manual.pdf, audacity-manual.pdf
-#   tune (refusal fit): debian-edu-itil-manual.pdf, web.nl.pdf (LilyPond website manual)
+#   tune (refusal fit): debian-edu-itil-manual.pdf, web.nl.pdf (LilyPond website manual),
+#                       debian-faq.nl.pdf (Debian FAQ, shipped gzipped)
 #
 # Downloads the packages with `apt-get download` (no root needed, nothing is
 # installed), unpacks them with `dpkg-deb -x` in a temporary directory and copies
@@ -12,9 +13,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 out="$here/realdocs"
-packages=(lilypond-doc-pdf-nl debian-edu-doc-nl debian-edu-doc-legacy-nl)
+packages=(lilypond-doc-pdf-nl debian-edu-doc-nl debian-edu-doc-legacy-nl debian-faq-nl)
 dev_pdfs=(debian-edu-bookworm-manual.pdf rosegarden-manual.pdf audacity-manual.pdf)
-tune_pdfs=(debian-edu-itil-manual.pdf web.nl.pdf)
+tune_pdfs=(debian-edu-itil-manual.pdf web.nl.pdf debian-faq.nl.pdf)
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -32,6 +33,7 @@ for deb in "$tmp"/*.deb; do
     echo "Unpacking $(basename "$deb")"
     dpkg-deb -x "$deb" "$tmp/x"
 done
+find "$tmp/x" -name '*.pdf.gz' -exec gunzip -f {} +  # the FAQ ships its PDF gzipped
 
 copy() {  # copy <pdf name> <split>
     local name="$1" split="$2" src

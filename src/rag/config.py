@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    line_weight: float = Field(
+        2.0, ge=0, description="Weight in fusion of the candidates ranked by their best answer line (hybrid mode)."
+    )
     retrieval_mode: str = Field("hybrid", description="hybrid | dense | lexical")
     llm: str = Field("none", description="none | ollama:MODEL | openai:MODEL")
     llm_timeout: float = Field(60.0, gt=0, description="Seconds the LLM may stay silent (connect, first token, between tokens) before the extractive answer is used.")

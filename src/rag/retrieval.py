@@ -90,9 +90,22 @@ class HybridSearcher:
             dense = self.index.dense_search(vector, n)
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical().search(query, n)
-        return self._fuse(dense, lexical, k)
+        by_line = self._rank_by_line(dense, lexical, vector) if mode == "hybrid" and self.settings.line_weight else []
+        return self._fuse(dense, lexical, k, by_line)
 
-    def _fuse(self, dense, lexical, k: int) -> list[Passage]:
+    def _rank_by_line(self, dense, lexical, vector: np.ndarray) -> list[tuple[str, float]]:
+        """The candidates ranked by their best answer line's similarity to the query. A user's
+        question usually matches one sentence better than a whole chunk (paraphrases above all);
+        the line vectors are stored at ingest, so this costs no forward pass."""
+        candidates = list(dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical]))
+        query = np.asarray(vector, dtype=np.float32)
+        best = []
+        for cid, (_, vectors) in self.index.lines_for(candidates).items():
+            if len(vectors):
+                best.append((cid, float((np.asarray(vectors, dtype=np.float32) @ query).max())))
+        return sorted(best, key=lambda item: -item[1])
+
+    def _fuse(self, dense, lexical, k: int, by_line=()) -> list[Passage]:
         s = self.settings
         fused: dict[str, float] = {}
         info: dict[str, dict] = {}
@@ -102,6 +115,8 @@ class HybridSearcher:
         for rank, (cid, bm25) in enumerate(lexical, start=1):
             fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank)
             info.setdefault(cid, {}).update(lexical_score=bm25, lexical_rank=rank)
+        for rank, (cid, _) in enumerate(by_line, start=1):
+            fused[cid] = fused.get(cid, 0.0) + s.line_weight / (s.rrf_k + rank)
         # Ties (e.g. identical ranks) break on dense similarity, then id, to stay deterministic.
         order = sorted(fused, key=lambda c: (-fused[c], -(info[c].get("dense_score") or 0.0), c))
         records = self.index.get_chunks(order[: k * 3])  # the catalog hides half-written chunks

@@ -41,9 +41,10 @@ KIND_NAMES = {"rapport": "het rapport", "handreiking": "de handreiking"}
 SUMMARY_HEADING = re.compile(
     r"samenvatting|conclusie|kernbevinding|belangrijkste|inleiding|introductie|over dit|summary|introduction", re.I
 )
-# A refusal this close to the threshold (share of it) is near the topic: the answer may be in a
-# document that is not loaded yet.
-NEAR_TOPIC = 0.75
+# A refused question this close to the corpus's subject (its topic_contrast feature, a cosine seen
+# from everyday questions) is near the topic: the answer may be in a document not loaded yet.
+# On the tuning splits off-topic questions score -0.08..0.12, answerable ones 0.06..0.50.
+NEAR_TOPIC = 0.15
 OVERVIEW_CHUNKS_PER_DOC = 3
 OVERVIEW_LINES = 4
 NOTE_INSTRUCTION = "De vraag bevat instructies aan de assistent; die worden genegeerd."
@@ -135,7 +136,7 @@ class Assistant:
             vector = self.searcher.embed_query(condensed)
         selection = self.extractive.select(condensed, passages, vector, focus) if passages else Selection([])
         values = features(condensed, passages, selection, self._idf, self.index.lexical().knows, vector,
-                          self.index.centroid())
+                          self.index.centroid(), self.index.background())
         missing = [k_ for k_ in kinds_named(question) if k_ not in self.indexed_kinds()]
         return Analysis(question, condensed, passages, selection, values, vector, missing)
 
@@ -165,7 +166,7 @@ class Assistant:
 
     def _refusal(self, a: Analysis, verdict: Verdict, condensed: str | None) -> Answer:
         missing = a.missing_kinds
-        if not missing and verdict.probability >= NEAR_TOPIC * verdict.threshold:
+        if not missing and a.features["topic_contrast"] >= NEAR_TOPIC:
             # Near the topic but not in what is loaded: a document this assistant is for may hold it.
             missing = [k for k in EXPECTED_KINDS if k not in self.indexed_kinds()]
         if missing:

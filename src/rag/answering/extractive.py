@@ -23,12 +23,12 @@ KIND_LABEL = {"factsheet": "de factsheet", "rapport": "het rapport", "handreikin
 # Line scoring, tuned on the tuning splits (evals/tune_lines.py): similarity to the question
 # in standard deviations from the best line, IDF-weighted word overlap, a bonus for numbers
 # when a quantity is asked, a small penalty per passage rank.
-SIMILARITY_WEIGHT = 0.05
+SIMILARITY_WEIGHT = 0.1
 OVERLAP_WEIGHT = 0.5
 NUMBER_BONUS = 0.1
 RANK_PENALTY = 0.02
 # A line scoring within this margin of the best one is quoted too (up to MAX_LINES).
-MARGIN = 0.3
+MARGIN = 0.2
 MAX_LINES = 4
 # Weight of the question's own words in a follow-up, against words carried over from before.
 FOCUS_WEIGHT = 2.0
@@ -55,7 +55,6 @@ class Selection:
     chosen: list[Candidate]
     candidates: list[Candidate] = field(default_factory=list)
     best_similarity: float = 0.0
-    coverage: float = 0.0  # IDF-weighted share of the question's words found in the chosen lines
 
 
 def matches(word: str, vocabulary: set[str]) -> bool:
@@ -158,13 +157,7 @@ class ExtractiveAnswerer:
             if len(c.text) < 15 and not has_number:
                 c.score -= 0.3  # fragments ("veelgenoemd ...") answer nothing
         chosen = self._choose(question, candidates)
-        vocabulary: set[str] = set().union(*(c.words for c in chosen)) if chosen else set()
-        return Selection(
-            chosen=chosen,
-            candidates=candidates,
-            best_similarity=max(c.similarity for c in chosen) if chosen else 0.0,
-            coverage=weighted_coverage(weights, vocabulary),
-        )
+        return Selection(chosen, candidates, max(c.similarity for c in chosen) if chosen else 0.0)
 
     def _choose(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
         order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)

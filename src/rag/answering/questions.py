@@ -23,7 +23,9 @@ QUESTION_FRAME = frozenset(
     publicatie study report research source document""".split()
 )
 INJECTION = re.compile(
-    r"\b(negeer|vergeet|ignore|disregard|forget)\b.{0,40}\b(opdracht|instructie|instructies|regels|instructions|prompt|alles|wat je)"
+    r"\b(negeer|vergeet|ignore|disregard|forget)\b.{0,40}\b(opdracht|instructie|instructies|regels|instructions|prompt|alles|wat je"
+    r"|bronnen|sources|context)"
+    r"|\b(zonder|without)\s+(bronvermelding|bronnen|bron|sources|citations)\b"
     r"|\b(systeemprompt|system prompt|verborgen instructies|hidden instructions|jailbreak)\b"
     r"|\b(je|jouw|uw|your)\s+(opdracht|instructies|regels|prompt|instructions)\b"
     r"|\b(toon|laat zien|print|herhaal|show|reveal)\b.{0,30}\b(prompt|instructies|instructions)\b"
@@ -34,6 +36,10 @@ QUANTITY = re.compile(
     r"\b(hoeveel|hoe ?veel|welk(e)? (deel|percentage|aandeel)|procent|percentage|how many|how much|what share|what percentage)\b",
     re.I,
 )
+ASKS_DATE = re.compile(
+    r"\b(wanneer|welk jaar|welke datum|sinds wanneer|when|what year|which year|what date)\b", re.I
+)
+ASKS_PERSON = re.compile(r"^\s*(wie|who)\b|\b(door wie|van wie|met wie|by whom)\b", re.I)
 LIST_QUESTION = re.compile(r"\b(welke|noem|wat zijn|opsomming|which|what are|list)\b", re.I)
 OVERVIEW = re.compile(
     r"\b(samenvatting|samenvatten|vat\b.{0,40}\bsamen|waar gaat (het|dit|de|deze)\b.{0,30}\bover|waarover gaat"
@@ -46,6 +52,24 @@ KIND_WORDS = {
     "rapport": re.compile(r"\b(rapport|rapportage|onderzoeksrapport|eindrapport|report)\b", re.I),
     "handreiking": re.compile(r"\b(handreiking|handreikingen|handvatten|guide|guidance)\b", re.I),
 }
+
+
+def named_terms(question: str) -> list[str]:
+    """Words a question names rather than describes: capitalised words that do not start a
+    sentence, words with digits, acronyms ("Vlaanderen", "2018", "RISC", "WPA2"); hyphenated
+    compounds count per part ("Debian-releases" names "Debian"). Users rarely paraphrase
+    names, so a name the passages lack is evidence they do not answer the question."""
+    found: list[str] = []
+    sentence_start = True
+    for token in question.split():
+        word = re.sub(r"'s$", "", token.strip("?,.!:;()'\"“”‘’"))
+        for part in re.split(r"[-_/]", word):
+            if len(part) > 1 and (
+                (part[0].isupper() and not sentence_start) or part.isupper() or any(ch.isdigit() for ch in part)
+            ):
+                found.append(part)
+        sentence_start = token.endswith(("?", ".", "!", ":")) or token in ("—", "–", "-")
+    return found
 
 
 def is_instruction(question: str) -> bool:

@@ -22,14 +22,20 @@ import numpy as np
 from ..lexical import content_words
 from ..retrieval import Passage
 from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
+from .questions import ASKS_DATE, ASKS_PERSON, QUANTITY, named_terms
+
+_DATE = re.compile(
+    r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober"
+    r"|november|december|january|february|march|may|june|july|august|october)\b",
+    re.I,
+)
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
 FEATURES = (
     "dense_top",          # best passage's cosine similarity to the question
     "dense_peak",         # how far the best passage stands out from the others
     "line_similarity",    # best chosen line's cosine similarity to the question
-    "coverage",           # IDF-weighted share of the question's words in the chosen lines
-    "passage_coverage",   # the same, in the best of the top-3 passages (with headings)
+    "passage_coverage",   # IDF-weighted share of the question's words in the best of the top-3 passages
     "unknown",            # IDF-weighted share of the question's words the corpus never uses
     "agreement",          # dense and BM25 rank the top passage high alike
     "lexical_strength",   # top BM25 score against the question's total IDF
@@ -38,6 +44,9 @@ FEATURES = (
     "missing_number",     # the question names a number (a year, a version) the top passages do not have
     "line_margin",        # how far the best line stands out from the other lines (cosine)
     "topic_similarity",   # cosine of the question to the corpus centroid (off-topic questions are far)
+    "topic_contrast",     # the same cosine with both seen from everyday questions (see `topic_similarity`)
+    "missing_name",       # the question names something (a place, product, year) the top passages do not have
+    "type_mismatch",      # a quantity, date or person is asked and the chosen lines hold none
 )
 
 
@@ -62,8 +71,10 @@ def features(
     knows: Callable[[str], bool],
     vector: np.ndarray | None = None,
     centroid: np.ndarray | None = None,
+    background: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """The refusal model's inputs for one question (`vector`: its embedding; `centroid`: the corpus')."""
+    """The refusal model's inputs for one question (`vector`: its embedding; `centroid`: the
+    corpus'; `background`: where everyday questions are, see `Index.background`)."""
     asked = asked_words(question)
     weights = word_weights(asked, idf)
     total = sum(weights.values())
@@ -89,13 +100,17 @@ def features(
     missing_rare = max((weights[w] / ceiling for w in asked if not matches(w, found)), default=0.0)
     top_text = " ".join(p.text for p in passages[:3])
     missing_number = float(any(n not in top_text for n in re.findall(r"\d+", question)))
+    top_folded = " ".join(f"{p.section} {p.text}" for p in passages[:3]).casefold()
+    missing_name = float(any(
+        not re.search(r"(?<!\w)" + re.escape(name.casefold()), top_folded) for name in named_terms(question)
+    ))
+    type_mismatch = float(asked_type_missing(question, " ".join(c.text for c in selection.chosen)))
     sims = [c.similarity for c in selection.candidates]
     line_margin = selection.best_similarity - float(np.mean(sims)) if sims else 0.0
     return {
         "dense_top": float(dense_top),
         "dense_peak": float(dense_peak),
         "line_similarity": float(selection.best_similarity),
-        "coverage": float(selection.coverage),
         "passage_coverage": float(passage_coverage),
         "unknown": float(unknown),
         "agreement": agreement,
@@ -104,8 +119,39 @@ def features(
         "missing_rare": float(min(missing_rare, 1.5)),
         "missing_number": missing_number,
         "line_margin": float(line_margin),
-        "topic_similarity": float(centroid @ vector) if vector is not None and centroid is not None else 0.0,
+        "topic_similarity": topic_similarity(vector, centroid),
+        "topic_contrast": topic_similarity(vector, centroid, background),
+        "missing_name": missing_name,
+        "type_mismatch": type_mismatch,
     }
+
+
+def topic_similarity(vector, centroid, background=None) -> float:
+    """Cosine of the question to the corpus centroid, both taken relative to the background
+    (all of a model's vectors share a direction that makes every plain cosine high)."""
+    if vector is None or centroid is None:
+        return 0.0
+    q, c = np.asarray(vector, dtype=np.float32), np.asarray(centroid, dtype=np.float32)
+    if background is not None:
+        q, c = q - background, c - background
+    return float(q @ c / max(float(np.linalg.norm(q) * np.linalg.norm(c)), 1e-9))
+
+
+def asked_type_missing(question: str, text: str) -> bool:
+    """The question asks for a quantity, a date or a person and the text holds none."""
+    return (
+        (bool(QUANTITY.search(question)) and not re.search(r"\d", text))
+        or (bool(ASKS_DATE.search(question)) and not _DATE.search(text))
+        or (bool(ASKS_PERSON.search(question)) and not _names_someone(text))
+    )
+
+
+def _names_someone(text: str) -> bool:
+    """A capitalised word that does not start a sentence, or an acronym: a person or organisation."""
+    tokens = text.split()
+    return bool(re.search(r"\b[A-Z]{2,}\b", text)) or any(
+        t[:1].isupper() and i > 0 and not tokens[i - 1].endswith((".", ":", "?", "!")) for i, t in enumerate(tokens)
+    )
 
 
 @lru_cache(maxsize=4)

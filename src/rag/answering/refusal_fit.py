@@ -3,9 +3,9 @@
 Each (dataset, corpus) pair is indexed under `work_dir`, every case is analysed by the
 real Assistant (retrieval, answer lines, features), and a logistic regression on
 standardised features is fit. The threshold is the one with the lowest cost on out-of-fold
-probabilities (5-fold; a missed refusal costs MISSED_REFUSAL_COST false refusals), so the
-operating point is not chosen on probabilities the model was fit on. Only tuning splits
-belong here.
+probabilities (5-fold, repeated over shuffles and smoothed over neighbouring thresholds; a
+missed refusal costs MISSED_REFUSAL_COST false refusals), so the operating point is not
+chosen on probabilities the model was fit on. Only tuning splits belong here.
 """
 
 from __future__ import annotations
@@ -56,6 +56,10 @@ def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> 
 # Cost of answering a question the sources do not answer, in refused answerable questions. At 1.0
 # the threshold maximises accuracy (what `rag eval` reports); raise it for a more cautious assistant.
 MISSED_REFUSAL_COST = 1.0
+# Shuffled 5-fold splits the threshold is chosen over, and the half-width (in 0.01 steps) of
+# the moving average over the threshold grid.
+REPEATS = 5
+SMOOTHING = 5
 
 
 def _cost(answers: np.ndarray, answerable: np.ndarray) -> float:
@@ -65,7 +69,7 @@ def _cost(answers: np.ndarray, answerable: np.ndarray) -> float:
 
 
 def fit(rows: list[Row], sources: list[str]) -> dict:
-    """Logistic regression; threshold with the lowest cost on out-of-fold probabilities."""
+    """Logistic regression; threshold with the lowest (smoothed, repeated) cost on out-of-fold probabilities."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -79,15 +83,23 @@ def fit(rows: list[Row], sources: list[str]) -> dict:
     def model():
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000))
 
-    folds = StratifiedKFold(n_splits=min(5, int(min(np.bincount(y)))), shuffle=True, random_state=0)
-    out_of_fold = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
-    candidates = np.unique(np.round(out_of_fold, 3))
-    cost = [_cost(out_of_fold >= t, y) for t in candidates]
-    lowest = min(cost)
-    # Among equally costly thresholds take the middle one: the most room on both sides.
-    ties = [t for t, c in zip(candidates, cost) if c == lowest]
-    threshold = float(ties[len(ties) // 2])
-    best = float(np.mean((out_of_fold >= threshold) == y))
+    # Out-of-fold probabilities from several shuffles; the cost curve is averaged over them and
+    # smoothed, so the threshold sits in the middle of a low plateau rather than on the edge
+    # of one that a single split happens to show (with a weak model the plateau is wide).
+    splits = min(5, int(min(np.bincount(y))))
+    grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    costs = []
+    accuracies = []
+    for seed in range(REPEATS):
+        folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
+        out_of_fold = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
+        costs.append([_cost(out_of_fold >= t, y) for t in grid])
+        accuracies.append([float(np.mean((out_of_fold >= t) == y)) for t in grid])
+    window = np.ones(2 * SMOOTHING + 1) / (2 * SMOOTHING + 1)
+    smoothed = np.convolve(np.pad(np.mean(costs, axis=0), SMOOTHING, mode="edge"), window, mode="valid")
+    at = int(np.argmin(smoothed))
+    threshold = float(grid[at])
+    best = float(np.mean(accuracies, axis=0)[at])
     fitted = model().fit(x, y)
     scaler, logistic = fitted[0], fitted[1]
     return {

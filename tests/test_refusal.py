@@ -1,0 +1,139 @@
+"""Refusal features and the refusal fit: names the passages lack, asked answer types, topic
+similarity seen from everyday questions, line-level ranking in retrieval, and the threshold
+choice. Real index over the shipped corpus (bundled model); the fit runs real scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.answering import Assistant
+from rag.answering.questions import named_terms
+from rag.answering.refusal import FEATURES, asked_type_missing, decide, topic_similarity
+from rag.answering.refusal_fit import Row, fit
+from rag.retrieval import HybridSearcher
+
+
+@pytest.fixture(scope="module")
+def assistant(corpus_index) -> Assistant:
+    settings, index = corpus_index
+    return Assistant(settings, index=index)
+
+
+@pytest.mark.parametrize(
+    "question, names",
+    [
+        ("Hoe is de samenwerking in Vlaanderen geregeld?", ["Vlaanderen"]),
+        ("Waar komen de namen van Debian-releases vandaan?", ["Debian"]),
+        ("What was the ICT budget of Oslo's schools in 2005?", ["ICT", "Oslo", "2005"]),
+        ("Wie betaalde het onderzoek? Was dat OCW?", ["OCW"]),  # "Was" starts a sentence
+        ("Hoeveel gemeenten ervaren knelpunten?", []),
+    ],
+)
+def test_named_terms_are_names_numbers_and_acronyms_not_sentence_starts(question, names):
+    assert named_terms(question) == names
+
+
+def test_a_name_the_passages_lack_counts_against_answering(assistant):
+    elsewhere = assistant.analyse("Hoe is de samenwerking tussen scholen en jeugdhulp in Vlaanderen geregeld?")
+    here = assistant.analyse("Waar is Oberon in Utrecht gevestigd?")
+    assert elsewhere.features["missing_name"] == 1.0
+    assert here.features["missing_name"] == 0.0
+    # Everything else equal, a missing name lowers the probability of answering.
+    with_name = dict(here.features, missing_name=1.0)
+    assert decide(with_name).probability < decide(here.features).probability
+
+
+@pytest.mark.parametrize(
+    "question, text, missing",
+    [
+        ("Hoeveel pilots zijn er?", "Gemeenten werken samen aan meer dan 200 pilots", False),
+        ("Hoeveel pilots zijn er?", "Gemeenten werken samen aan pilots", True),
+        ("Wanneer verscheen het vorige onderzoek?", "Het vorige onderzoek verscheen in 2018.", False),
+        ("In welk jaar verscheen het?", "Het vorige onderzoek verscheen onlangs.", True),
+        ("Wie is de contactpersoon?", "Meer informatie: Michiel van der Grinten", False),
+        ("Who funded the study?", "Het onderzoek is gefinancierd door NRO.", False),
+        ("Wie is de contactpersoon?", "Neem contact op via de website.", True),
+        ("Welke knelpunten zijn er?", "Wachtlijsten bij jeugdhulp.", False),
+    ],
+)
+def test_asked_answer_type_must_be_in_the_chosen_lines(question, text, missing):
+    assert asked_type_missing(question, text) is missing
+
+
+def test_background_is_stored_at_ingest_in_the_index_model_space(corpus_index):
+    _, index = corpus_index
+    assert index._meta("background"), "ingest stores the background vector"
+    stored = index.background()
+    assert stored.shape == (index.embeddings.dimension,)
+    assert np.allclose(stored, index._embed_background(), atol=1e-4)
+
+
+def test_topic_contrast_tells_the_subject_from_everyday_questions(assistant, corpus_index):
+    _, index = corpus_index
+    embed = assistant.searcher.embed_query
+    centroid, background = index.centroid(), index.background()
+    on_topic = [embed(q) for q in ("Welke knelpunten ervaren gemeenten in de samenwerking met jeugdhulp?",
+                                   "Hoe tevreden zijn samenwerkingsverbanden over de aansluiting?")]
+    off_topic = [embed(q) for q in ("Hoe laat vertrekt de laatste bus naar Zwolle?",
+                                    "What is a good recipe for apple pie?")]
+    contrast = lambda v: topic_similarity(v, centroid, background)  # noqa: E731
+    plain = lambda v: topic_similarity(v, centroid)  # noqa: E731
+    assert min(map(contrast, on_topic)) > max(map(contrast, off_topic)) + 0.1
+    # The plain cosines crowd together; seen from the background they spread out.
+    plain_gap = min(map(plain, on_topic)) - max(map(plain, off_topic))
+    contrast_gap = min(map(contrast, on_topic)) - max(map(contrast, off_topic))
+    assert contrast_gap > plain_gap
+    assert plain(on_topic[0]) == pytest.approx(float(centroid @ on_topic[0]), abs=1e-5)
+
+
+def test_chunks_are_also_ranked_by_their_best_line(corpus_index):
+    settings, index = corpus_index
+    searcher = HybridSearcher(index, settings)
+    chunk_id = index._db().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id LIMIT 1").fetchone()[0]
+    lines, _ = index.lines_for([chunk_id])[chunk_id]
+    question = lines[len(lines) // 2].text
+    vector = searcher.embed_query(question)
+    dense = index.dense_search(vector, settings.candidates)
+    lexical = index.lexical().search(question, settings.candidates)
+    ranked = searcher._rank_by_line(dense, lexical, vector)
+    assert ranked[0][0] == chunk_id, (question, ranked[:3])
+    assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
+    assert chunk_id in [p.chunk_id for p in searcher.search(question, settings.k, vector=vector)]
+    # Switched off (RAG_LINE_WEIGHT=0), fusion is dense + BM25 alone.
+    off = HybridSearcher(index, settings.with_overrides(line_weight=0.0))
+    plain = [p.chunk_id for p in off._fuse(dense, lexical, settings.k)]
+    assert [p.chunk_id for p in off.search(question, settings.k, vector=vector)] == plain
+
+
+def _rows(n: int, seed: int = 0) -> list[Row]:
+    """Synthetic cases: answerable ones score higher on `line_similarity`, with overlap."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        answerable = i % 3 != 0
+        values = {name: float(rng.normal()) for name in FEATURES}
+        values["line_similarity"] = float(rng.normal(1.0 if answerable else -1.0, 0.7))
+        rows.append(Row(f"case-{i}", values, answerable))
+    return rows
+
+
+def test_fit_learns_the_informative_feature_and_a_threshold_from_held_out_folds():
+    model = fit(_rows(150), ["synthetic"])
+    coef = dict(zip(model["features"], model["coef"]))
+    assert coef["line_similarity"] == max(coef.values()) > 0.5
+    assert 0.2 < model["threshold"] < 0.8
+    assert model["fit"]["cases"] == 150 and model["fit"]["unanswerable"] == 50
+    assert model["fit"]["out_of_fold_accuracy"] > 0.8
+    # Held-out synthetic cases: the fitted model and threshold generalise.
+    probe = _rows(300, seed=1)
+    z = lambda r: (np.array([r.values[f] for f in FEATURES]) - model["mean"]) / np.array(model["scale"])  # noqa: E731
+    p = [1 / (1 + np.exp(-(z(r) @ np.array(model["coef"]) + model["intercept"]))) for r in probe]
+    accuracy = np.mean([(pi >= model["threshold"]) == r.answerable for pi, r in zip(p, probe)])
+    assert accuracy > 0.8
+
+
+def test_fit_needs_both_kinds_of_case():
+    rows = [r for r in _rows(30) if r.answerable]
+    with pytest.raises(ValueError, match="both answerable and unanswerable"):
+        fit(rows, ["synthetic"])
