@@ -4,12 +4,23 @@ choice. Real index over the shipped corpus (bundled model); the fit runs real sc
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from rag.answering import Assistant
 from rag.answering.questions import named_terms
-from rag.answering.refusal import FEATURES, asked_type_missing, decide, topic_similarity
+from rag.answering.refusal import (
+    FEATURES,
+    asked_type_missing,
+    background_questions,
+    background_vector,
+    decide,
+    embed_background,
+    load_model,
+    topic_similarity,
+)
 from rag.answering.refusal_fit import Row, fit
 from rag.retrieval import HybridSearcher
 
@@ -61,18 +72,27 @@ def test_asked_answer_type_must_be_in_the_chosen_lines(question, text, missing):
     assert asked_type_missing(question, text) is missing
 
 
-def test_background_is_stored_at_ingest_in_the_index_model_space(corpus_index):
+def test_background_comes_with_the_refusal_model_for_its_embedding_model(corpus_index, tmp_path):
     _, index = corpus_index
-    assert index._meta("background"), "ingest stores the background vector"
-    stored = index.background()
-    assert stored.shape == (index.embeddings.dimension,)
-    assert np.allclose(stored, index._embed_background(), atol=1e-4)
+    model = load_model()
+    texts, digest = background_questions()
+    assert len(texts) >= 50 and model["background_sha256"] == digest
+    assert model["fit"]["embed_model"] == index.embeddings.model_name
+    stored = background_vector(index.embeddings)
+    assert np.allclose(stored, model["background"])
+    # The stored vector is what embedding the file gives (no forward pass needed at run time).
+    assert np.allclose(stored, embed_background(index.embeddings), atol=1e-4)
+    # A model fit on another background file (or model) does not lend its vector: embedded instead.
+    other = dict(model, background=[0.0] * len(model["background"]), background_sha256="0" * 64)
+    path = tmp_path / "refusal_model.json"
+    path.write_text(json.dumps(other), encoding="utf-8")
+    assert np.allclose(background_vector(index.embeddings, path), embed_background(index.embeddings), atol=1e-5)
 
 
 def test_topic_contrast_tells_the_subject_from_everyday_questions(assistant, corpus_index):
     _, index = corpus_index
     embed = assistant.searcher.embed_query
-    centroid, background = index.centroid(), index.background()
+    centroid, background = index.centroid(), background_vector(index.embeddings)
     on_topic = [embed(q) for q in ("Welke knelpunten ervaren gemeenten in de samenwerking met jeugdhulp?",
                                    "Hoe tevreden zijn samenwerkingsverbanden over de aansluiting?")]
     off_topic = [embed(q) for q in ("Hoe laat vertrekt de laatste bus naar Zwolle?",

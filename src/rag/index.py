@@ -8,7 +8,6 @@ next ingest removes them.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import sqlite3
@@ -48,7 +47,6 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 CATALOG = "catalog.sqlite"
-BACKGROUND_QUESTIONS = Path(__file__).with_name("background_questions.txt")
 REBUILD_HINT = "run `rag ingest --rebuild`"
 
 _SCHEMA = """
@@ -401,7 +399,6 @@ class Index:
             elif target.exists():
                 target.unlink()
         self._lexical = None
-        self._background = None
 
     def _release_embedded_chroma(self) -> None:
         """chromadb caches one client system per folder; stop it before deleting the folder,
@@ -618,31 +615,6 @@ class Index:
             self._centroid = (generation, vector)
             return vector
 
-    def background(self):
-        """The mean vector of everyday questions on no particular subject, in this index's
-        embedding space. A model's vectors share a common direction, so every cosine is high;
-        measured from this point, topic similarity tells the corpus's subject from anything
-        else (see answering.refusal). Stored at ingest; embedded once here for an index built
-        before it was."""
-        import numpy as np
-
-        with self._lock:
-            cached = getattr(self, "_background", None)
-            if cached is None:
-                raw = self._meta("background")
-                cached = np.array(json.loads(raw), dtype=np.float32) if raw else self._embed_background()
-                self._background = cached
-            return cached
-
-    def _embed_background(self):
-        texts = [
-            line.strip()
-            for line in BACKGROUND_QUESTIONS.read_text(encoding="utf-8").splitlines()
-            if line.strip() and not line.startswith("#")
-        ]
-        vectors = self.embeddings.encode(texts, self.embeddings.query_prefix)
-        return vectors.mean(axis=0).astype("float32")
-
     def lines_for(self, chunk_ids: list[str]):
         """Stored answer lines and their vectors per chunk id (see rag.lines)."""
         return load_lines(self._db(), list(chunk_ids))
@@ -687,7 +659,6 @@ class Index:
             "schema_version": str(SCHEMA_VERSION),
             "embed_model": model_name,
             "dimension": self._meta("dimension") or str(self.embeddings.dimension),
-            "background": self._meta("background") or json.dumps([round(float(x), 6) for x in self._embed_background()]),
         }
         for key, value in meta.items():
             db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))

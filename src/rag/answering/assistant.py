@@ -30,7 +30,7 @@ from .extractive import Candidate, ExtractiveAnswerer, Selection, asked_words
 from .followups import condense_question
 from .llm import LLMAnswerer, _best_line, _leaks_prompt
 from .questions import is_instruction, is_overview, kinds_named, validate_question
-from .refusal import Verdict, decide, features
+from .refusal import Verdict, background_vector, decide, features
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Assistant:
             vector = self.searcher.embed_query(condensed)
         selection = self.extractive.select(condensed, passages, vector, focus) if passages else Selection([])
         values = features(condensed, passages, selection, self._idf, self.index.lexical().knows, vector,
-                          self.index.centroid(), self.index.background())
+                          self.index.centroid(), background_vector(self.index.embeddings))
         missing = [k_ for k_ in kinds_named(question) if k_ not in self.indexed_kinds()]
         return Analysis(question, condensed, passages, selection, values, vector, missing)
 

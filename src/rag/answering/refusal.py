@@ -9,9 +9,11 @@ on cases that were not used to fit it (`rag eval`). See Kamath, Jia & Liang, ACL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,6 +33,7 @@ _DATE = re.compile(
 )
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
+BACKGROUND_QUESTIONS = Path(__file__).with_name("background_questions.txt")
 FEATURES = (
     "dense_top",          # best passage's cosine similarity to the question
     "dense_peak",         # how far the best passage stands out from the others
@@ -74,7 +77,7 @@ def features(
     background: np.ndarray | None = None,
 ) -> dict[str, float]:
     """The refusal model's inputs for one question (`vector`: its embedding; `centroid`: the
-    corpus'; `background`: where everyday questions are, see `Index.background`)."""
+    corpus'; `background`: where everyday questions are, see `background_vector`)."""
     asked = asked_words(question)
     weights = word_weights(asked, idf)
     total = sum(weights.values())
@@ -144,6 +147,37 @@ def asked_type_missing(question: str, text: str) -> bool:
         or (bool(ASKS_DATE.search(question)) and not _DATE.search(text))
         or (bool(ASKS_PERSON.search(question)) and not _names_someone(text))
     )
+
+
+def background_questions() -> tuple[list[str], str]:
+    """The everyday questions of BACKGROUND_QUESTIONS and the sha256 of the file."""
+    raw = BACKGROUND_QUESTIONS.read_bytes()
+    lines = raw.decode("utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")], hashlib.sha256(raw).hexdigest()
+
+
+_embedded_backgrounds: dict[str, np.ndarray] = {}
+_background_lock = threading.Lock()
+
+
+def embed_background(embeddings) -> np.ndarray:
+    """The mean vector of the background questions under `embeddings` (one batch)."""
+    texts, _ = background_questions()
+    return embeddings.encode(texts, embeddings.query_prefix).mean(axis=0).astype(np.float32)
+
+
+def background_vector(embeddings, model_path: Path = MODEL_PATH) -> np.ndarray:
+    """Where everyday questions are in `embeddings`' space: stored with the refusal model when it
+    was fit with this embedding model on this background file, else embedded once per process."""
+    model = load_model(model_path)
+    _, digest = background_questions()
+    name = getattr(embeddings, "model_name", "")
+    if model.get("background") and model.get("background_sha256") == digest and model["fit"].get("embed_model") == name:
+        return np.asarray(model["background"], dtype=np.float32)
+    with _background_lock:
+        if name not in _embedded_backgrounds:
+            _embedded_backgrounds[name] = embed_background(embeddings)
+        return _embedded_backgrounds[name]
 
 
 def _names_someone(text: str) -> bool:

@@ -22,7 +22,7 @@ from ..evaluation import load_dataset
 from ..index import Index
 from .assistant import Assistant
 from .questions import is_instruction
-from .refusal import FEATURES, MODEL_PATH, load_model
+from .refusal import FEATURES, MODEL_PATH, background_questions, embed_background, load_model
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,14 @@ def fit_refusal(pairs: list[tuple[Path, Path]], settings: Settings, work_dir: Pa
         found = collect(dataset, corpus, settings, work_dir)
         log.info("%s: %d cases", dataset, len(found))
         rows.extend(found)
-    from ..embeddings import resolve_model
+    from ..embeddings import get_embeddings
 
     model = fit(rows, [f"{d} on {c}" for d, c in pairs])
-    model["fit"]["embed_model"] = resolve_model(settings.embed_model)[1]
+    embeddings = get_embeddings(settings.embed_model, settings.embed_batch_size)
+    model["fit"]["embed_model"] = embeddings.model_name
+    # The topic_contrast feature was computed from this vector (refusal.background_vector).
+    model["background"] = [round(float(x), 6) for x in embed_background(embeddings)]
+    model["background_sha256"] = background_questions()[1]
     Path(out).write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
     load_model.cache_clear()
     return model
