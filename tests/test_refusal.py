@@ -82,6 +82,12 @@ def test_background_comes_with_the_refusal_model_for_its_embedding_model(corpus_
     assert np.allclose(stored, model["background"])
     # The stored vector is what embedding the file gives (no forward pass needed at run time).
     assert np.allclose(stored, embed_background(index.embeddings), atol=1e-4)
+    # `rag fit-refusal` computes features before it writes a model for new features: a model
+    # file fit on other features still lends its background.
+    older = dict(model, features=["something_else"], background=[0.5] * len(model["background"]))
+    path = tmp_path / "older.json"
+    path.write_text(json.dumps(older), encoding="utf-8")
+    assert np.allclose(background_vector(index.embeddings, path), 0.5)
     # A model fit on another background file (or model) does not lend its vector: embedded instead.
     other = dict(model, background=[0.0] * len(model["background"]), background_sha256="0" * 64)
     path = tmp_path / "refusal_model.json"

@@ -42,7 +42,6 @@ FEATURES = (
     "unknown",            # IDF-weighted share of the question's words the corpus never uses
     "agreement",          # dense and BM25 rank the top passage high alike
     "lexical_strength",   # top BM25 score against the question's total IDF
-    "asked_words",        # how many subject words the question has (log)
     "missing_rare",       # IDF (relative to the rarest possible) of the rarest asked word the answer lacks
     "missing_number",     # the question names a number (a year, a version) the top passages do not have
     "line_margin",        # how far the best line stands out from the other lines (cosine)
@@ -118,7 +117,6 @@ def features(
         "unknown": float(unknown),
         "agreement": agreement,
         "lexical_strength": float(lexical / total) if total > 0 else 0.0,
-        "asked_words": math.log1p(len(asked)),
         "missing_rare": float(min(missing_rare, 1.5)),
         "missing_number": missing_number,
         "line_margin": float(line_margin),
@@ -169,10 +167,19 @@ def embed_background(embeddings) -> np.ndarray:
 def background_vector(embeddings, model_path: Path = MODEL_PATH) -> np.ndarray:
     """Where everyday questions are in `embeddings`' space: stored with the refusal model when it
     was fit with this embedding model on this background file, else embedded once per process."""
-    model = load_model(model_path)
+    # Read without the feature check: `rag fit-refusal` computes features (this vector among
+    # them) before it writes a model for new features.
+    try:
+        model = _read_model(model_path)
+    except FileNotFoundError:
+        model = {}
     _, digest = background_questions()
     name = getattr(embeddings, "model_name", "")
-    if model.get("background") and model.get("background_sha256") == digest and model["fit"].get("embed_model") == name:
+    if (
+        model.get("background")
+        and model.get("background_sha256") == digest
+        and model.get("fit", {}).get("embed_model") == name
+    ):
         return np.asarray(model["background"], dtype=np.float32)
     with _background_lock:
         if name not in _embedded_backgrounds:
@@ -189,9 +196,18 @@ def _names_someone(text: str) -> bool:
 
 
 @lru_cache(maxsize=4)
+def _read_model(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def forget_loaded_models() -> None:
+    """Drop the cached model files (after `rag fit-refusal` wrote a new one)."""
+    _read_model.cache_clear()
+
+
 def load_model(path: Path = MODEL_PATH) -> dict:
     """The fitted model (features, standardisation, coefficients, threshold) from JSON."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = _read_model(path)
     if tuple(data["features"]) != FEATURES:
         raise ValueError(f"{path} was fit on other features; run `rag fit-refusal`")
     return data

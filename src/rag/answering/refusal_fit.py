@@ -22,7 +22,7 @@ from ..evaluation import load_dataset
 from ..index import Index
 from .assistant import Assistant
 from .questions import is_instruction
-from .refusal import FEATURES, MODEL_PATH, background_questions, embed_background, load_model
+from .refusal import FEATURES, MODEL_PATH, background_questions, embed_background, forget_loaded_models
 
 log = logging.getLogger(__name__)
 
@@ -135,5 +135,5 @@ def fit_refusal(pairs: list[tuple[Path, Path]], settings: Settings, work_dir: Pa
     model["background"] = [round(float(x), 6) for x in embed_background(embeddings)]
     model["background_sha256"] = background_questions()[1]
     Path(out).write_text(json.dumps(model, indent=1) + "\n", encoding="utf-8")
-    load_model.cache_clear()
+    forget_loaded_models()
     return model
