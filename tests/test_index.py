@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 import subprocess
@@ -348,3 +349,19 @@ def test_search_against_chroma_server(chroma_server, embedder, tmp_path):
     passages = HybridSearcher(opened).search(QUESTION)
     _assert_91_in_top3(passages)
     assert next(p for p in passages if "91%" in p.text).section.endswith("› Veel knelpunten")
+
+
+def test_answering_does_not_import_the_langchain_retriever_until_asked():
+    """`rag ask` and the app skip LangChain's retriever base (and langsmith): ~0.35 s of imports."""
+    code = (
+        "import sys\n"
+        "import rag.retrieval, rag.answering\n"
+        "early = [m for m in ('langchain_core.retrievers', 'langsmith') if m in sys.modules]\n"
+        "from rag.retrieval import HybridRetriever\n"
+        "from langchain_core.retrievers import BaseRetriever\n"
+        "print('early:', early, issubclass(HybridRetriever, BaseRetriever), HybridRetriever.__name__)\n"
+    )
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "early: [] True HybridRetriever" in result.stdout, result.stdout

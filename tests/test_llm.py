@@ -533,6 +533,8 @@ def test_runaway_model_is_stopped_by_the_answer_cap(corpus_index, fake_llm):
     """A model that never stops, on a server that honours only max_tokens (llama.cpp)."""
     fake_llm.set("runaway", GOOD, delay=0.001)
     answer = _backend_assistant("openai", corpus_index, llm_max_tokens=40).ask(QUESTION)
+    # The server notes the count after its last write, which the client may read first.
+    assert fake_llm.wait_for(lambda: fake_llm.streamed_tokens)
     assert fake_llm.streamed_tokens == [40], fake_llm.streamed_tokens
     assert answer.backend == "openai:fake-model", answer.notes
     assert NOTE_LLM_DOWN not in answer.notes
@@ -557,6 +559,7 @@ def test_ollama_requests_carry_num_predict_and_num_ctx_on_the_wire(corpus_index,
 def test_ollama_runaway_model_is_stopped_by_num_predict(corpus_index, fake_ollama):
     fake_ollama.set("runaway", GOOD, delay=0.001)
     answer = _backend_assistant("ollama", corpus_index, llm_max_tokens=30).ask(QUESTION)
+    assert fake_ollama.wait_for(lambda: fake_ollama.streamed_tokens)
     assert fake_ollama.streamed_tokens == [30], fake_ollama.streamed_tokens
     assert answer.backend == "ollama:fake-model", answer.notes
     assert NOTE_LLM_DOWN not in answer.notes
