@@ -89,6 +89,17 @@ def _jargon(text: str) -> list[str]:
     return [word for word in JARGON if word in text]
 
 
+def _chat_page(browser, server):
+    """A page on the chat with its example questions drawn, and the locator of assistant messages."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(server, wait_until="domcontentloaded")
+    page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
+    assistant = page.locator('[data-testid="stChatMessage"]').filter(
+        has=page.locator('[data-testid="stChatMessageAvatarAssistant"]')
+    )
+    return page, assistant
+
+
 def _ask(page, question: str) -> None:
     box = page.get_by_placeholder("Stel een vraag over onderwijs en jeugdhulp…")
     box.fill(question)
@@ -99,12 +110,7 @@ def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright,
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
-            assistant = page.locator('[data-testid="stChatMessage"]').filter(
-                has=page.locator('[data-testid="stChatMessageAvatarAssistant"]')
-            )
+            page, assistant = _chat_page(browser, server)
 
             _ask(page, KNELPUNTEN)
             first = assistant.nth(0)
@@ -222,11 +228,7 @@ def test_what_a_policy_adviser_asks_first(server, sync_playwright, tmp_path):
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(server, wait_until="domcontentloaded")
-            page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
-            assistant = page.locator('[data-testid="stChatMessage"]').filter(
-                has=page.locator('[data-testid="stChatMessageAvatarAssistant"]'))
+            page, assistant = _chat_page(browser, server)
 
             _ask(page, "Wat zegt het rapport over wachtlijsten?")
             first = assistant.nth(0)

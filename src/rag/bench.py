@@ -944,21 +944,26 @@ def _child_env(settings) -> dict[str, str]:
     }
 
 
-def reingest_in_new_process(settings) -> float | None:
-    """Seconds of `rag ingest` on an unchanged, already built index, in a fresh Python process."""
-    env = {**os.environ, **_child_env(settings)}
+def _timed_cli(env: dict, args: list[str], what: str, report) -> float | None:
+    """Seconds of `python -m rag.cli ARGS` in a fresh process; None (said via `report`) if it fails."""
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "rag.cli", "ingest", "--json"], check=False, env=env,
+        done = subprocess.run([sys.executable, "-m", "rag.cli", *args], check=False, env=env,
                               capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("could not time `rag ingest` in a new process: %s", exc)
+        log.warning("could not time `%s` in a new process: %s", what, exc)
         return None
     spent = time.perf_counter() - started
     if done.returncode != 0:
-        log.warning("`rag ingest` in a new process failed: %s", done.stderr.strip()[-300:])
+        report(f"`{what}` in a new process failed: {done.stderr.strip()[-300:]}")
         return None
     return round(spent, 2)
+
+
+def reingest_in_new_process(settings) -> float | None:
+    """Seconds of `rag ingest` on an unchanged, already built index, in a fresh Python process."""
+    env = {**os.environ, **_child_env(settings)}
+    return _timed_cli(env, ["ingest", "--json"], "rag ingest", log.warning)
 
 
 def cold_ask(settings, questions: list[str]) -> dict | None:
@@ -966,18 +971,10 @@ def cold_ask(settings, questions: list[str]) -> dict | None:
     env = {**os.environ, **_child_env(settings)}
     runs: list[float] = []
     for question in questions:
-        started = time.perf_counter()
-        try:
-            done = subprocess.run([sys.executable, "-m", "rag.cli", "ask", question, "--json"], check=False, env=env,
-                                  capture_output=True, text=True, timeout=300)
-        except (OSError, subprocess.SubprocessError) as exc:
-            log.warning("could not time `rag ask` in a new process: %s", exc)
+        spent = _timed_cli(env, ["ask", question, "--json"], "rag ask", _say)
+        if spent is None:
             return None
-        spent = time.perf_counter() - started
-        if done.returncode != 0:
-            _say(f"`rag ask` in a new process failed: {done.stderr.strip()[-300:]}")
-            return None
-        runs.append(round(spent, 2))
+        runs.append(spent)
     if not runs:
         return None
     _say(f"cold `rag ask`: {runs} s")

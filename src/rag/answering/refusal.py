@@ -147,8 +147,10 @@ def asked_type_missing(question: str, text: str) -> bool:
     )
 
 
+@lru_cache(maxsize=1)
 def background_questions() -> tuple[list[str], str]:
-    """The everyday questions of BACKGROUND_QUESTIONS and the sha256 of the file."""
+    """The everyday questions of BACKGROUND_QUESTIONS and the sha256 of the file (read once:
+    `background_vector` checks the digest on every question)."""
     raw = BACKGROUND_QUESTIONS.read_bytes()
     lines = raw.decode("utf-8").splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")], hashlib.sha256(raw).hexdigest()
