@@ -274,6 +274,20 @@ def test_self_contained_question_is_unchanged(question):
     assert condense_question(question, HISTORY) == question
 
 
+@pytest.mark.parametrize(
+    "question, rest",
+    [
+        ("Oké, en waar liggen dan de oplossingen?", "waar liggen dan de oplossingen"),  # the opener goes
+        ("Welke daarvan werkt grafisch?", "Welke daarvan werkt grafisch"),
+        ("In welk vakblad is dat verschenen?", "In welk vakblad is dat verschenen"),
+        ("Maakt die ook de back-ups?", "Maakt die ook de back-ups"),
+        ("Waar lopen ze dan vooral op vast?", "Waar lopen ze dan vooral op vast"),
+    ],
+)
+def test_a_question_that_points_back_is_a_follow_up(question, rest):
+    assert condense_question(question, HISTORY) == f"Hoeveel samenwerkingsverbanden ervaren knelpunten — {rest}?"
+
+
 def test_no_history_means_no_condensation():
     assert condense_question("En bij gemeenten?", []) == "En bij gemeenten?"
     only_assistant = [{"role": "assistant", "content": "95%"}]

@@ -11,11 +11,24 @@ _FOLLOWUP_START = re.compile(
     r"^\s*(en|maar|ook|and|what about|how about|hoe zit het( dan)? met|en hoe zit (het|dat)( dan)?( met| bij)?|idem)\b", re.I
 )
 
+# Chat openers that say nothing ("Oké, en ...").
+_DISCOURSE = re.compile(r"^\s*(oké|oke|ok|okay|goed|ja|nee|dus|so|right|well|alright)\b[,.!]?\s*", re.I)
+# Words that point back at the previous turn: "daarvan", "ze", "toen", "Maakt die ...",
+# "In welk vakblad is dat verschenen?". Not "dan" (also "than") nor a bare "dat" (also "that" as a conjunction).
+_ANAPHORA = re.compile(
+    r"\b(daar(?:van|bij|in|mee|voor|over|door|naast)|hiervan|ze|zij|toen|they|them|those)\b"
+    r"|\b(is|zijn|was|waren|heeft|hebben|doet|kost|werkt|maakt|betekent)\s+(dat|die)\b"
+    r"|^\s*(die|dat|deze)\b",
+    re.I,
+)
+
 
 def is_follow_up(question: str) -> bool:
-    """A question that leans on the previous one: starts like "En ...?" or names at most one subject word."""
+    """A question that leans on the previous one: starts like "En ...?", points back ("daarvan",
+    "is dat") or names at most one subject word."""
+    question = _DISCOURSE.sub("", question)
     own = [w for w in content_words(question) if w not in QUESTION_FRAME]
-    return bool(_FOLLOWUP_START.match(question)) or len(own) <= 1
+    return bool(_FOLLOWUP_START.match(question) or _ANAPHORA.search(question)) or len(own) <= 1
 
 
 def condense_question(question: str, history: list[dict]) -> str:
@@ -29,5 +42,5 @@ def condense_question(question: str, history: list[dict]) -> str:
     previous = next((m.get("content", "") for m in reversed(history or []) if m.get("role") == "user"), "")
     if not previous or not is_follow_up(question):
         return question
-    rest = _FOLLOWUP_START.sub("", question).strip(" ?")
+    rest = _FOLLOWUP_START.sub("", _DISCOURSE.sub("", question)).strip(" ?")
     return f"{previous.rstrip(' ?')} — {rest}?" if rest else previous
