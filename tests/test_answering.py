@@ -149,17 +149,26 @@ def test_list_question_lists_the_five_factors(assistant):
         assert markers(line), line
 
 
+@pytest.fixture(scope="module")
+def always_answering(corpus_index) -> Assistant:
+    """The assistant with refusal off (threshold 0): for what an answer looks like, whatever
+    the fitted refusal model's calibration."""
+    settings, index = corpus_index
+    return Assistant(settings.with_overrides(refusal_threshold=0.0), index=index)
+
+
 @pytest.mark.parametrize(
     "question, expected",
     [
         ("Welke knelpunten ervaren gemeenten?", ["91%", "wachtlijsten"]),
+        # Terse: P(answerable) sits at the fitted threshold (0.571 against 0.58 at 6e8248a).
         ("Hoeveel pilots zijn er?", ["200 pilots"]),
         ("Wat is de respons op het onderzoek?", ["70%", "57%"]),
         ("Welk deel van de samenwerkingsverbanden ervaart knelpunten?", ["95%"]),
     ],
 )
-def test_answers_are_verbatim_and_well_cited(assistant, question, expected):
-    answer = assistant.ask(question)
+def test_answers_are_verbatim_and_well_cited(always_answering, question, expected):
+    answer = always_answering.ask(question)
     assert not answer.refused, question
     for piece in expected:
         assert piece in answer.text, (piece, answer.text)

@@ -462,7 +462,13 @@ def test_ingest_same_document_twice_indexes_both_and_answers_once(odd_corpus):
 
 @pytest.mark.parametrize(
     "question",
-    ["Wat zijn de vijf werkzame factoren?", "Hoeveel pilots zijn er?", "Wat is de respons op het onderzoek?"],
+    # Ordinary questions well clear of the refusal threshold: this is about the injected
+    # document, not about calibration ("Hoeveel pilots zijn er?" sits at the threshold).
+    [
+        "Wat zijn de vijf werkzame factoren?",
+        "Aan hoeveel pilots werken samenwerkingsverbanden en gemeenten samen?",
+        "Wat is de respons op het onderzoek?",
+    ],
 )
 def test_ingest_injection_document_is_never_obeyed(odd_corpus, question):
     settings, index, *_ = odd_corpus
