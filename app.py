@@ -15,7 +15,7 @@ except ModuleNotFoundError:  # a checkout without `pip install -e .`
 from rag.ui import common, page_file
 
 st.set_page_config(
-    page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon=":material/menu_book:", layout="centered"
+    page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon="📘", layout="centered"
 )
 
 # The menu, in order; a new page is one more line here.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from apphelpers import FOLLOW_UP, KNELPUNTEN, app_env, make_root
@@ -89,9 +90,20 @@ def _jargon(text: str) -> list[str]:
     return [word for word in JARGON if word in text]
 
 
-def _chat_page(browser, server):
-    """A page on the chat with its example questions drawn, and the locator of assistant messages."""
+def _chat_page(browser, server, outside: list[str] | None = None):
+    """A page on the chat with its example questions drawn, and the locator of assistant messages.
+    Requests to any host but this machine are blocked, and their URLs added to `outside`."""
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
+
+    def keep_local(route):
+        host = urlparse(route.request.url).hostname
+        if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            (outside if outside is not None else []).append(route.request.url)
+            route.abort()
+
+    page.route("**/*", keep_local)
     page.goto(server, wait_until="domcontentloaded")
     page.get_by_text("Voorbeeldvragen").wait_for(timeout=ANSWER_MS)
     assistant = page.locator('[data-testid="stChatMessage"]').filter(
@@ -110,7 +122,8 @@ def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright,
     with sync_playwright() as pw:
         browser = _browser(pw)
         try:
-            page, assistant = _chat_page(browser, server)
+            outside: list[str] = []
+            page, assistant = _chat_page(browser, server, outside)
 
             _ask(page, KNELPUNTEN)
             first = assistant.nth(0)
@@ -142,6 +155,8 @@ def test_chat_answers_with_cited_passages_and_follow_up(server, sync_playwright,
                 cited.nth(i).click()
             second.locator('[data-testid="stExpander"] strong').filter(has_text="95%").first.wait_for()
             assert page.locator('[data-testid="stException"]').count() == 0
+            # Offline means offline: nothing on the page (fonts, the tab icon) is fetched from elsewhere.
+            assert outside == [], outside
 
             page.screenshot(path=str(tmp_path / "chat.png"), full_page=True)
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from ..lexical import content_words
-from .questions import QUESTION_FRAME
+from .questions import QUESTION_FRAME, is_instruction
 
 _FOLLOWUP_START = re.compile(
     r"^\s*(en|maar|ook|and|what about|how about|hoe zit het( dan)? met|en hoe zit (het|dat)( dan)?( met| bij)?|idem)\b", re.I
@@ -22,13 +22,26 @@ _ANAPHORA = re.compile(
     re.I,
 )
 
+# A question that opens with its own question word and names a subject stands alone, however
+# short ("Hoeveel pilots zijn er?", "Wie heeft het onderzoek gefinancierd?").
+_QUESTION_WORD = re.compile(
+    r"^\s*(wie|wat|waar|wanneer|waarom|hoe|hoeveel|welke?|waarmee|waardoor|who|what|where|when|why|how|which)\b", re.I
+)
+
 
 def is_follow_up(question: str) -> bool:
     """A question that leans on the previous one: starts like "En ...?", points back ("daarvan",
-    "is dat") or names at most one subject word."""
+    "is dat"), names no subject word, or names one without a question word of its own ("knelpunten?")."""
     question = _DISCOURSE.sub("", question)
+    if _FOLLOWUP_START.match(question) or _ANAPHORA.search(question):
+        return True
     own = [w for w in content_words(question) if w not in QUESTION_FRAME]
-    return bool(_FOLLOWUP_START.match(question) or _ANAPHORA.search(question)) or len(own) <= 1
+    return not own or (len(own) == 1 and not _QUESTION_WORD.match(question))
+
+
+def _joined(question: str, previous: str) -> str:
+    rest = _FOLLOWUP_START.sub("", _DISCOURSE.sub("", question)).strip(" ?")
+    return f"{previous.rstrip(' ?')} — {rest}?" if rest else previous
 
 
 def condense_question(question: str, history: list[dict]) -> str:
@@ -39,8 +52,13 @@ def condense_question(question: str, history: list[dict]) -> str:
     and the answerer weighs the follow-up's own words above the carried-over ones. A question
     that names its own subject is returned as is.
     """
-    previous = next((m.get("content", "") for m in reversed(history or []) if m.get("role") == "user"), "")
+    previous = ""
+    # Earlier questions are made to stand alone in turn, so a chain of follow-ups keeps its
+    # subject; instructions to the assistant (refused) are no context for what follows.
+    for message in history or []:
+        earlier = message.get("content", "") if message.get("role") == "user" else ""
+        if earlier and not is_instruction(earlier):
+            previous = _joined(earlier, previous) if previous and is_follow_up(earlier) else earlier
     if not previous or not is_follow_up(question):
         return question
-    rest = _FOLLOWUP_START.sub("", _DISCOURSE.sub("", question)).strip(" ?")
-    return f"{previous.rstrip(' ?')} — {rest}?" if rest else previous
+    return _joined(question, previous)
