@@ -8,7 +8,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from conftest import CORPUS, make_pdf
+import pytest
+from conftest import CORPUS, TTF_FONT, make_pdf
 
 from rag import pdf as pdf_module
 from rag.chunking import PATH_SEPARATOR, chunk_documents
@@ -63,6 +64,31 @@ def test_line_end_hyphenation_is_joined_unless_it_is_a_compound(tmp_path):
     assert "Noord-Brabant" in text  # capitalised second part keeps its hyphen
     assert "installeren" in text  # a split word in the layout is joined
     assert not re.search(r"[a-z]- [a-z]", text.replace("onderwijs- en", ""))
+
+
+def test_lines_starting_with_a_hash_are_text_not_headings(tmp_path):
+    # Manuals print shell prompts and config comments ("# dpkg-reconfigure ..."); read as
+    # Markdown they became ~120 bogus sections in the Debian installation guide.
+    page = (
+        "[[bookmark:0:Een defect systeem herstellen]]\n"
+        "Start de herstelmodus vanuit het opstartmenu.\n"
+        "# dpkg-reconfigure exim4-config\n"
+        "# U kunt ervoor kiezen om niet-vrije firmware te installeren.\n"
+        "Daarna werkt de mailserver weer."
+    )
+    chunks = _chunks(make_pdf(tmp_path / "handleiding.pdf", [page]))
+    sections = {c.section for c in chunks}
+    assert all("dpkg" not in s and "firmware" not in s for s in sections), sections
+    text = _all_text(chunks)
+    assert "# dpkg-reconfigure exim4-config" in text and "\\#" not in text
+    assert any(s.endswith("Een defect systeem herstellen") for s in sections), sections
+
+
+def test_ligatures_become_letters(tmp_path):
+    if not TTF_FONT:
+        pytest.skip("no Unicode TTF font to print a ligature with")
+    text = _all_text(_chunks(make_pdf(tmp_path / "doc.pdf", [f"Zie de Bĳlage bij hoofdstuk 2 en de ﬁnanciering. {BODY}"])))
+    assert "Zie de Bijlage bij hoofdstuk 2 en de financiering." in " ".join(text.split())
 
 
 def test_markdown_line_end_hyphen_is_joined_but_not_ellipsis_compounds(tmp_path):

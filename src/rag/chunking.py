@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v3"
+CHUNKER_VERSION = "structure-v4"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -124,7 +124,11 @@ def iter_units(
 
     for raw in text.splitlines():
         line = raw.rstrip()
-        heading = _HEADING.match(line.strip())
+        if line.lstrip().startswith("\\#"):  # an escaped "#" (Markdown): body text, not a heading
+            line = line.replace("\\#", "#", 1)
+            heading = None
+        else:
+            heading = _HEADING.match(line.strip())
         if heading:
             yield from flush()
             level = len(heading.group(1))

@@ -421,8 +421,15 @@ def dehyphenate(text: str, vocabulary: tuple[set[str], set[str]] | None = None, 
     return pattern.sub(fix, text)
 
 
+# Typographic ligatures to their letters: Dutch "ĳ" above all ("Bĳlage" must match "bijlage").
+LIGATURES = str.maketrans({"ĳ": "ij", "Ĳ": "IJ", "ﬀ": "ff", "ﬁ": "fi", "ﬂ": "fl", "ﬃ": "ffi", "ﬄ": "ffl",
+                           "ﬅ": "st", "ﬆ": "st"})
+
+
 def clean_text(text: str) -> str:
-    """Cleaning for text formats: join line-end hyphenation the document itself confirms."""
+    """Cleaning for text formats: ligatures to letters, and line-end hyphenation the document
+    itself confirms joined."""
+    text = text.translate(LIGATURES)
     if "-" not in text:
         return text
     return dehyphenate(text, layout=False)
@@ -444,10 +451,15 @@ def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, floa
     for page in pages:
         rendered: list[str] = []
         for line in _rejoin_lists(page.lines):
+            text = line.text.translate(LIGATURES)
             if line.heading:
-                rendered.append(f"{'#' * min(line.heading, 6)} {' '.join(line.text.split())}")
+                rendered.append(f"{'#' * min(line.heading, 6)} {' '.join(text.split())}")
+            elif text.lstrip().startswith("#"):
+                # A shell prompt or config comment ("# dpkg-reconfigure ...") is not a heading:
+                # headings come from the outline or the numbering.
+                rendered.append("\\" + text.strip())
             else:
-                rendered.append(line.text.strip())
+                rendered.append(text.strip())
         texts.append("\n".join(rendered).strip("\n"))
     vocabulary = _vocabulary("\n".join(texts))
     result: list[PageText] = []
