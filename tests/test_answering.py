@@ -417,6 +417,23 @@ def test_highlight_spans_tolerates_whitespace():
     assert "".join(s for s, _ in spans) == passage
 
 
+def test_highlight_spans_marks_every_quoted_line():
+    passage = "Veelgenoemd:\n- gedeelde visie\n- onderling vertrouwen\n- goede randvoorwaarden"
+    spans = highlight_spans(passage, ["- gedeelde visie", "- goede randvoorwaarden", "niet in de passage"])
+    assert [seg for seg, marked in spans if marked] == ["- gedeelde visie", "- goede randvoorwaarden"]
+    assert "".join(seg for seg, _ in spans) == passage
+
+
+def test_every_line_quoted_from_a_passage_is_highlighted(assistant):
+    answer = assistant.ask("Wat zijn de vijf werkzame factoren?")
+    quoted = [line for c in answer.citations for line in c.quoted_lines]
+    for factor in FACTORS:
+        assert any(factor in line for line in quoted), (factor, quoted)
+    for c in answer.citations:
+        marked = [seg for seg, on in highlight_spans(c.passage.text, c.quoted_lines) if on]
+        assert len(marked) == len(set(c.quoted_lines)), (marked, c.quoted_lines)
+
+
 def test_highlight_spans_quote_not_found_leaves_passage_unmarked():
     passage = "Gemeenten zijn positiever over de aansluiting dan samenwerkingsverbanden"
     assert highlight_spans(passage, "Gemeenten zijn negatiever") == [(passage, False)]
@@ -441,8 +458,9 @@ def test_answer_as_json_shape(assistant):
     assert data["notes"] == []
     assert data["citations"]
     for c, cited in zip(data["citations"], answer.citations):
-        assert set(c) == {"n", "doc_id", "title", "section", "page", "page_label", "text", "quote"}
+        assert set(c) == {"n", "doc_id", "title", "section", "page", "page_label", "text", "quote", "quotes"}
         assert c["n"] == cited.n and c["quote"] == cited.quote and c["text"] == cited.passage.text
+        assert c["quotes"][0] == c["quote"] and all(q in answer.text for q in c["quotes"])
     assert len(data["passages"]) == len(answer.passages)
     for p in data["passages"]:
         assert set(p) == {"chunk_id", "doc_id", "page", "page_label", "text", "score"}

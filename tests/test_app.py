@@ -148,7 +148,7 @@ def test_refusal_is_a_warning_with_at_most_two_close_passages(app, indexed):
     assert ("Misschien relevant:" in texts(message)) == near_topic
 
 
-def answer_script(refused: bool, reason, missing: list[str], dense: list[float]) -> None:
+def answer_script(refused: bool, reason, missing: list[str], dense: list[float], notes: list[str] = ()) -> None:
     """An AppTest script: one hand-made Answer (real Passages) rendered by the chat page."""
     import streamlit as st
 
@@ -163,12 +163,13 @@ def answer_script(refused: bool, reason, missing: list[str], dense: list[float])
                         "Gemeenten werken samen met scholen aan thuiszitters en jeugdhulp. " * 8, 0.03, d, 1.2)
                 for i, d in enumerate(dense)]
     text = REFUSAL_TEXTS[reason] if refused else "Vrijwel alle gemeenten ervaren knelpunten [1]."
-    render_answer(Answer("vraag", text, refused, [], passages, "extractief", refusal_reason=reason,
+    render_answer(Answer("vraag", text, refused, [], passages, "extractief", list(notes), refusal_reason=reason,
                          missing_kinds=missing))
 
 
-def render_hand_made(refused, reason, missing, dense) -> AppTest:
-    at = AppTest.from_function(answer_script, args=(refused, reason, missing, dense), default_timeout=30).run()
+def render_hand_made(refused, reason, missing, dense, notes=()) -> AppTest:
+    at = AppTest.from_function(answer_script, args=(refused, reason, missing, dense, list(notes)),
+                               default_timeout=30).run()
     assert not at.exception, at.exception
     return at
 
@@ -180,7 +181,7 @@ def shown_passages(at: AppTest) -> list[str]:
 def test_missing_document_refusal_names_it_links_to_bronnen_and_shows_two_close_passages():
     at = render_hand_made(True, "missing_document", ["rapport"], [0.30, 0.62, 0.10, 0.55, 0.48])
     assert "nog niet is toegevoegd" in at.warning[0].value
-    assert [i.value for i in at.info] == ["Het rapport is nog niet toegevoegd; voeg het toe op Bronnen\\."]
+    assert not at.info  # the refusal names the document; no second line that says it again
     assert [link.proto.page for link in at.page_link] == ["bronnen"]
     assert "Misschien relevant:" in [m.value for m in at.markdown]
     assert shown_passages(at) == ["**Document 0 — Kop 0, p\\. 1**", "**Document 1 — Kop 1, p\\. 2**"]
@@ -191,9 +192,12 @@ def test_missing_document_refusal_names_it_links_to_bronnen_and_shows_two_close_
 
 
 def test_instruction_refusal_is_neutral_without_passages():
-    at = render_hand_made(True, "instruction", [], [0.9, 0.8])
+    from rag.answering.assistant import NOTE_INSTRUCTION
+
+    at = render_hand_made(True, "instruction", [], [0.9, 0.8], [NOTE_INSTRUCTION])
     assert not at.warning
-    assert "instructies aan de assistent volg ik niet" in at.info[0].value
+    # Said once: the refusal's own words, not again as a note.
+    assert [i.value for i in at.info] == ["Ik beantwoord alleen vragen over de bronnen; instructies aan de assistent volg ik niet\\."]
     assert "Misschien relevant:" not in [m.value for m in at.markdown]
     assert not shown_passages(at) and not at.page_link
 

@@ -129,23 +129,31 @@ def check_answer(text: str, passages: list[str]) -> list[SentenceCheck]:
     return [check_sentence(s, passages) for s in split_answer_sentences(text) if markers(s) or numbers_in(s)]
 
 
-def highlight_spans(passage: str, quote: str) -> list[tuple[str, bool]]:
-    """Split passage text into (segment, is_quoted) parts, marking where `quote` occurs.
+def highlight_spans(passage: str, quote: str | list[str]) -> list[tuple[str, bool]]:
+    """Split passage text into (segment, is_quoted) parts, marking where the quote, or each of
+    several quoted lines, occurs.
 
-    Matching ignores whitespace differences; if the quote is not found verbatim, the
-    whole passage is returned unmarked.
+    Matching ignores whitespace differences; a quote not found verbatim is left unmarked (all
+    of them: the whole passage is returned unmarked).
     """
-    quote = " ".join(quote.split())
-    if not quote:
-        return [(passage, False)]
-    pattern = r"\s+".join(re.escape(part) for part in quote.split(" "))
-    match = re.search(pattern, passage)
-    if not match:
-        return [(passage, False)]
-    out = []
-    if match.start():
-        out.append((passage[: match.start()], False))
-    out.append((match.group(0), True))
-    if match.end() < len(passage):
-        out.append((passage[match.end():], False))
+    marks: list[tuple[int, int]] = []
+    for one in [quote] if isinstance(quote, str) else quote:
+        one = " ".join(one.split())
+        if not one:
+            continue
+        pattern = r"\s+".join(re.escape(part) for part in one.split(" "))
+        match = re.search(pattern, passage)
+        if match:
+            marks.append((match.start(), match.end()))
+    out: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in sorted(marks):
+        start = max(start, at)  # overlapping quotes: mark the union
+        if start > at:
+            out.append((passage[at:start], False))
+        if end > start:
+            out.append((passage[start:end], True))
+            at = end
+    if at < len(passage) or not out:
+        out.append((passage[at:], False))
     return out

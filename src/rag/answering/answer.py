@@ -26,11 +26,18 @@ class Citation:
     n: int
     passage: Passage
     quote: str
+    # Every line the answer quotes from this passage (the first is `quote`), for highlighting.
+    quotes: list[str] = field(default_factory=list)
+
+    @property
+    def quoted_lines(self) -> list[str]:
+        return self.quotes or [self.quote]
 
     def as_json(self) -> dict:
         p = self.passage
         return {"n": self.n, "doc_id": p.doc_id, "title": p.title, "section": p.section, "page": p.page,
-                "page_label": p.page_label, "text": p.text, "quote": self.quote, "chunk_id": p.chunk_id}
+                "page_label": p.page_label, "text": p.text, "quote": self.quote, "quotes": self.quoted_lines,
+                "chunk_id": p.chunk_id}
 
 
 @dataclass

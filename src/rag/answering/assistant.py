@@ -74,9 +74,10 @@ def _missing_note(kinds: list[str]) -> str:
 
 def _missing_refusal(kinds: list[str]) -> str:
     names = " of ".join(KIND_NAMES.get(k, k) for k in kinds)
+    which, verb, obj = ("dat", "is", "het") if len(kinds) == 1 else ("die", "zijn", "ze")
     return (
-        f"Dat staat niet in de geladen bronnen. Het staat mogelijk in {names}, dat nog niet is toegevoegd: "
-        "voeg het toe op de pagina Bronnen."
+        f"Dat staat niet in de geladen bronnen. Het staat mogelijk in {names}, {which} nog niet {verb} toegevoegd: "
+        f"voeg {obj} toe op de pagina Bronnen."
     )
 
 

@@ -242,6 +242,7 @@ class ExtractiveAnswerer:
                 numbers[c.passage_index] = len(numbers) + 1
                 citations.append(Citation(numbers[c.passage_index], p, c.text))
             n = numbers[c.passage_index]
+            citations[n - 1].quotes.append(c.text)
             if p.doc_id != current_doc:
                 lines.append(f"{_lead(p)}:")
                 current_doc = p.doc_id

@@ -41,8 +41,9 @@ def _history() -> list[dict]:
     return [{"role": m["role"], "content": m["content"]} for m in _messages() if m.get("content")]
 
 
-def render_passage(passage, n: int | None = None, quote: str | None = None) -> None:
-    """One source passage in an expander: title, section and page in the label; the text with the quote highlighted."""
+def render_passage(passage, n: int | None = None, quote: str | list[str] | None = None) -> None:
+    """One source passage in an expander: title, section and page in the label; the text with the
+    quoted line(s) highlighted."""
     with st.expander(common.source_label(passage, n)):
         kind = common.KIND_LABELS.get(passage.kind, passage.kind)
         if kind:
@@ -125,7 +126,8 @@ def render_answer(answer) -> None:
         else:
             st.warning(common.escape_markdown(answer.text))
         if reason == REFUSAL_MISSING_DOCUMENT or missing:
-            _missing_documents(answer)
+            # The refusal itself names what is missing; only the way there is added.
+            st.page_link(page_file("sources"), label="Naar Bronnen", icon=":material/description:")
         shown = maybe_relevant(answer)
         if shown:
             st.markdown("Misschien relevant:")
@@ -136,11 +138,12 @@ def render_answer(answer) -> None:
             _missing_documents(answer)
         st.markdown(common.answer_markdown(answer.text))
     for note in answer.notes:
-        st.info(note)
+        if not (answer.refused and reason == REFUSAL_INSTRUCTION):  # the refusal already says it
+            st.info(note)
     if answer.citations:
         st.caption("Bronnen")
         for citation in answer.citations:
-            render_passage(citation.passage, citation.n, citation.quote)
+            render_passage(citation.passage, citation.n, citation.quoted_lines)
     _details(answer)
 
 

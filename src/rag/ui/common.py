@@ -298,15 +298,16 @@ def link_text(text: str) -> str:
     return _MD_LINK.sub(lambda m: m.group(1), text)
 
 
-def passage_markdown(text: str, quote: str | None = None) -> str:
-    """Passage text as safe Markdown, with `quote` (if found) highlighted line by line.
+def passage_markdown(text: str, quote: str | list[str] | None = None) -> str:
+    """Passage text as safe Markdown, with `quote` (a line, or every quoted line) highlighted
+    where found, line by line.
 
     Markdown links in the source show as their link text; everything else renders literally."""
     from rag.citations import highlight_spans
 
     text = link_text(text)
-    quote = link_text(quote) if quote else quote
-    spans = highlight_spans(text, quote) if quote else [(text, False)]
+    quotes = [link_text(q) for q in ([quote] if isinstance(quote, str) else quote or []) if q]
+    spans = highlight_spans(text, quotes) if quotes else [(text, False)]
     lines: list[list[tuple[str, bool]]] = [[]]
     for segment, quoted in spans:
         for i, piece in enumerate(segment.split("\n")):
