@@ -48,6 +48,19 @@ def test_running_headers_and_footers_stay_out_of_chunks(tmp_path):
     assert {c.page for c in chunks} == set(range(1, 7))
 
 
+def test_running_headers_naming_the_current_section_stay_out_of_chunks(tmp_path):
+    # DocBook manuals head each page with the chapter and section in capitals; the words after
+    # "HOOFDSTUK n." change with the section, so no whole line recurs.
+    sections = ["SYSTEEMVEREISTEN", "VEREISTEN INZAKE GEHEUGEN", "PARTITIONEREN", "OPSTARTEN", "NETWERK"]
+    pages = [f"Pagina-inhoud {n} gaat over {s.lower()}. {BODY}" for n, s in enumerate(sections, start=1)]
+    path = make_pdf(tmp_path / "handleiding.pdf", pages,
+                    header=lambda n: f"HOOFDSTUK {(n + 1) // 2}. {sections[n - 1]} {(n + 1) // 2}.{n}. {sections[n - 1]}")
+    text = _all_text(_chunks(path))
+    assert "HOOFDSTUK" not in text
+    for n, s in enumerate(sections, start=1):
+        assert f"Pagina-inhoud {n} gaat over {s.lower()}." in text
+
+
 def test_line_end_hyphenation_is_joined_unless_it_is_a_compound(tmp_path):
     page1 = (
         "De samenwerkingsverbanden passend onderwijs werken met gemeenten.\n"

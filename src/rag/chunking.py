@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v4"
+CHUNKER_VERSION = "structure-v5"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.

@@ -212,14 +212,31 @@ def _furniture_key(text: str) -> str:
     return re.sub(r"(^|\s)[ivxlc]{1,6}$", r"\1#", key)
 
 
+def _capitals(text: str) -> bool:
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters) >= 8 and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
+
+
+def _heading_prefix(text: str) -> str:
+    """The first two words of a line, numbers and single letters normalised: "HOOFDSTUK 2.
+    SYSTEEMVEREISTEN ..." and "BIJLAGE B. ..." -> "hoofdstuk #", "bijlage #"."""
+    words = [w.rstrip(".:") for w in _furniture_key(text).split()[:2]]
+    return " ".join("#" if len(w) <= 1 else w for w in words)
+
+
 def _remove_furniture(pages: list[_Page]) -> int:
     """Drop running headers/footers: lines at the top or bottom of pages that recur on many
-    pages once digits are normalised, and bare page numbers. Returns lines removed."""
+    pages once digits are normalised, running headers in capitals that name the current
+    chapter and section ("HOOFDSTUK 2. SYSTEEMVEREISTEN 2.5. VEREISTEN ...": the same first
+    words on many pages, the rest changing), and bare page numbers. Returns lines removed."""
     edge = 3
     counts: Counter[str] = Counter()
+    prefixes: Counter[str] = Counter()
     for page in pages:
         keys = {_furniture_key(ln.text) for ln in page.lines[:edge] + page.lines[-edge:]}
         counts.update(keys)
+        prefixes.update({_heading_prefix(ln.text) for ln in page.lines[:edge] + page.lines[-edge:]
+                         if _capitals(ln.text)})
     threshold = max(3, int(0.2 * len(pages)))
     removed = 0
     for page in pages:
@@ -234,6 +251,8 @@ def _remove_furniture(pages: list[_Page]) -> int:
             if key == "#" and counts[key] >= 2:
                 return True
             if counts[key] >= threshold and counts[key] >= 3:
+                return True
+            if _capitals(text) and prefixes[_heading_prefix(text)] >= threshold:
                 return True
             # A recurring line with this page's number in it is a running header ("Inleiding 9").
             tokens = set(re.findall(r"[\w]+", text.casefold()))
