@@ -355,6 +355,9 @@ def test_upload_refusal_is_shown_in_dutch(tmp_path, monkeypatch):
     next(b for b in at.button if b.label == "Toevoegen en indexeren").click().run()
     assert not at.exception
     assert any("ZIP-archief" in e.value for e in at.error)
+    # The reason stands on the page, not inside the (collapsed) status box, which names the file.
+    (status,) = at.status
+    assert status.label == "rapport.pdf niet toegevoegd" and not status.error
     assert sorted(p.name for p in (root / "corpus").iterdir()) == ["factsheet-2021.md", "projectpagina-2021.md"]
 
 

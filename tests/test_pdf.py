@@ -213,6 +213,12 @@ def test_title_and_year_from_the_pdf_metadata(tmp_path):
     assert meta["title"] == "Aansluiting onderwijs en jeugdhulp" and meta["year"] == 2021
 
 
+def test_a_year_in_the_title_wins_over_the_creation_date(tmp_path):
+    path = make_pdf(tmp_path / "upload.pdf", [BODY], title="Aansluiting onderwijs en jeugdhulp 2021",
+                    creation_date=datetime(2026, 11, 30, tzinfo=timezone.utc))
+    assert load_file(path).documents[0].metadata["year"] == 2021
+
+
 def test_title_and_year_from_the_first_page_without_metadata(tmp_path):
     first = "Monitor passend onderwijs\nEen onderzoek uit november 2019 naar de aansluiting.\n" + BODY
     path = make_pdf(tmp_path / "upload-zonder-metadata.pdf", [first, BODY], creation_date=False,

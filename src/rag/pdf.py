@@ -180,7 +180,7 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
 
 
 def _document_meta(info: dict, pages: list[_Page]) -> dict:
-    """Title and year: the PDF's metadata, else the first page with text."""
+    """Title and year: the PDF's metadata, else the first page with text; a year in the title wins."""
     meta: dict = {}
     title = " ".join(str(info.get("Title") or "").split())
     if title and not re.match(r"^(microsoft (word|powerpoint)|untitled|document\d*$)", title, re.IGNORECASE):
@@ -198,6 +198,11 @@ def _document_meta(info: dict, pages: list[_Page]) -> dict:
         if year is None:
             m = re.search(r"\b((?:19|20)\d\d)\b", "\n".join(ln.text for ln in first.lines))
             year = int(m.group(1)) if m else None
+    # A year in the title is the document's ("Aansluiting onderwijs en jeugdhulp 2021"); the
+    # creation date is often when a copy was exported.
+    in_title = re.findall(r"\b((?:19|20)\d\d)\b", meta.get("title", ""))
+    if in_title:
+        year = int(in_title[-1])
     if year is not None:
         meta["year"] = year
     return meta

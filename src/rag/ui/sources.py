@@ -178,6 +178,7 @@ def _upload_form(settings) -> None:
     if upload is None:
         st.error("Kies eerst een bestand.")
         return
+    failure = None
     with st.status(f"{upload.name} toevoegen…", expanded=True) as status:
         bar = st.progress(0.0, text="Bestand controleren en inlezen…")
         try:
@@ -186,9 +187,11 @@ def _upload_form(settings) -> None:
                 progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"),
             )
         except RagError as exc:
-            status.update(label="Niet toegevoegd", state="error")
-            st.error(exc.dutch)
-            return
+            status.update(label=f"{upload.name} niet toegevoegd", state="error", expanded=False)
+            failure = exc.dutch
+    if failure:
+        st.error(failure)  # outside the status box: a collapsed box hid the reason
+        return
     if result.skipped:
         st.session_state["upload_flash"] = ("warning", f"{result.path.name} is niet toegevoegd: {'; '.join(result.skipped)}.")
     else:
