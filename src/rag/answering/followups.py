@@ -22,21 +22,12 @@ _ANAPHORA = re.compile(
     re.I,
 )
 
-# A question that opens with its own question word and names a subject stands alone, however
-# short ("Hoeveel pilots zijn er?", "Wie heeft het onderzoek gefinancierd?").
-_QUESTION_WORD = re.compile(
-    r"^\s*(wie|wat|waar|wanneer|waarom|hoe|hoeveel|welke?|waarmee|waardoor|who|what|where|when|why|how|which)\b", re.I
-)
-
-
 def is_follow_up(question: str) -> bool:
     """A question that leans on the previous one: starts like "En ...?", points back ("daarvan",
-    "is dat"), names no subject word, or names one without a question word of its own ("knelpunten?")."""
+    "is dat") or names at most one subject word ("knelpunten?", "Wie heeft het betaald?")."""
     question = _DISCOURSE.sub("", question)
-    if _FOLLOWUP_START.match(question) or _ANAPHORA.search(question):
-        return True
     own = [w for w in content_words(question) if w not in QUESTION_FRAME]
-    return not own or (len(own) == 1 and not _QUESTION_WORD.match(question))
+    return bool(_FOLLOWUP_START.match(question) or _ANAPHORA.search(question)) or len(own) <= 1
 
 
 def _joined(question: str, previous: str) -> str:
