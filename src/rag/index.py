@@ -239,7 +239,6 @@ class Index:
                         },
                         embedding_function=None,
                     )
-                    _upgrade_hnsw(self._collection)
                 else:
                     try:
                         self._collection = self._client.get_collection(self.settings.collection, embedding_function=None)
@@ -248,7 +247,8 @@ class Index:
                             f"The vector store has no collection '{self.settings.collection}'; {REBUILD_HINT}.",
                             "De index is onvolledig; bouw hem opnieuw op (rag ingest --rebuild).",
                         ) from exc
-                    _upgrade_hnsw(self._collection)
+                # get_or_create keeps an existing collection's settings: bring older ones up to date.
+                _upgrade_hnsw(self._collection)
             return self._collection
 
     def reset_connection(self) -> None:
