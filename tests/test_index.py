@@ -426,3 +426,48 @@ def test_answering_does_not_import_the_langchain_retriever_until_asked():
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "early: [] True HybridRetriever" in result.stdout, result.stdout
+
+
+class CountingEmbeddings:
+    """The real encoder, counting the texts it is asked to encode."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.encoded = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, prefix=""):
+        self.encoded += len(texts)
+        return self.inner.encode(texts, prefix)
+
+
+def test_reingest_reuses_stored_vectors_for_unchanged_text(tmp_path, embedder, monkeypatch):
+    """A renamed document and a re-chunk of unchanged text cost no forward pass; a changed
+    sentence costs only its own texts."""
+    from rag import index as index_module
+
+    corpus = copy_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)
+    counting = CountingEmbeddings(embedder)
+    index = Index(settings, embeddings=counting)
+    index.ingest()
+    first = counting.encoded
+    assert first > 0
+    before = {p.text: p.dense_score for p in HybridSearcher(index.open()).search("Welke knelpunten ervaren gemeenten?")}
+
+    (corpus / "projectpagina-2021.md").rename(corpus / "projectpagina-2021-kopie.md")
+    monkeypatch.setattr(index_module, "CHUNKER_VERSION", "structure-test")  # forces a re-chunk of everything
+    counting.encoded = 0
+    report = index.ingest()
+    assert report.added > 0 and counting.encoded == 0, (report.as_json(), counting.encoded)
+    after = {p.text: p.dense_score for p in HybridSearcher(index.open()).search("Welke knelpunten ervaren gemeenten?")}
+    assert before.keys() == after.keys()
+    assert all(abs(before[t] - after[t]) < 2e-3 for t in before)
+
+    path = corpus / "factsheet-2021.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("regionale aanpak", "regionale aanpak in de wijk"), encoding="utf-8")
+    counting.encoded = 0
+    index.ingest()
+    assert 0 < counting.encoded < first / 4, counting.encoded

@@ -173,6 +173,7 @@ class Index:
         self._client = None
         self._collection = None
         self._lexical: LexicalIndex | None = None
+        self._reuse: dict = {}  # embedded text -> stored vector, during an ingest
         self._lock = threading.RLock()
         self._local = threading.local()
 
@@ -516,8 +517,12 @@ class Index:
             if new_chunks or gone:
                 with db:
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('pending', '1')")
+                # Texts embedded before (a document renamed, re-chunked or edited in one place)
+                # keep their vectors: only new texts go through the encoder.
+                self._reuse = self._stored_vectors(collection, replaced_ids) if replaced_ids else {}
                 line_vectors = self._upsert_vectors(collection, fresh, progress, on_event)
                 line_vectors.update(self._embed_lines(need_lines))
+                self._reuse = {}
                 with db:
                     self._commit_catalog(db, to_write, gone, model_name, line_vectors)
                 if stale_ids:
@@ -607,12 +612,39 @@ class Index:
             out.update(self._encode_batch(chunks[start : start + batch])[1])
         return out
 
+    def _stored_vectors(self, collection, chunk_ids: list[str]) -> dict:
+        """Embedded text -> its stored vector, for the chunks (and their answer lines) about to be
+        replaced, so that re-ingesting unchanged text costs no forward pass."""
+        import numpy as np
+
+        known: dict = {}
+        db = self._db()
+        for start in range(0, len(chunk_ids), 900):
+            ids = chunk_ids[start : start + 900]
+            marks = ",".join("?" * len(ids))
+            rows = {r[0]: (r[1], r[2]) for r in db.execute(
+                f"SELECT chunk_id, section, text FROM chunks WHERE chunk_id IN ({marks})", ids)}
+            got = collection.get(ids=[i for i in ids if i in rows], include=["embeddings"])
+            for cid, vector in zip(got["ids"], got["embeddings"]):
+                section, text = rows[cid]
+                known[f"{section}\n{text}" if section else text] = np.asarray(vector, dtype=np.float32)
+            for cid, (lines, vectors) in load_lines(db, [i for i in ids if i in rows]).items():
+                for line, vector in zip(lines, vectors):
+                    known[line_embed_text(rows[cid][0], line)] = vector
+        return known
+
     def _encode_batch(self, part: list[Chunk]):
-        """One encoder call for a batch of chunks and their answer lines (passage prefix for both)."""
+        """One encoder call for a batch of chunks and their answer lines (passage prefix for both);
+        texts with a stored vector (see `_stored_vectors`) are not encoded again."""
+        import numpy as np
+
         cut = [(c, split_lines(c.text)) for c in part]
         texts = [c.embed_text for c in part]
         texts += [line_embed_text(c.section, ln) for c, lines in cut for ln in lines]
-        vectors = self.embeddings.encode(texts, self.embeddings.passage_prefix)
+        reuse = self._reuse
+        todo = [t for t in texts if t not in reuse]
+        encoded = dict(zip(todo, self.embeddings.encode(todo, self.embeddings.passage_prefix))) if todo else {}
+        vectors = np.vstack([encoded[t] if t in encoded else reuse[t] for t in texts]).astype(np.float32)
         lines_out: dict = {}
         at = len(part)
         for c, lines in cut:
