@@ -116,12 +116,15 @@ class Assistant:
     def _condense(self, question: str, history: list[dict]) -> str:
         if not history:
             return question
+        rule = condense_question(question, history)
+        if rule == question:
+            return question  # it stands alone (own subject, or another language): nothing to rewrite
         if self.llm:
             try:
                 return self.llm.condense(question, history)
             except Exception:  # noqa: BLE001 - any LLM failure falls back to the rule
                 log.info("follow-up rewrite by the LLM failed; using the rule")
-        return condense_question(question, history)
+        return rule
 
     def analyse(self, question: str, history: list[dict] | None = None, k: int | None = None) -> Analysis:
         """Retrieve passages, choose answer lines and compute the refusal features (no decision)."""
