@@ -27,7 +27,7 @@ from .answer import (
     Citation,
 )
 from .extractive import Candidate, ExtractiveAnswerer, Selection, asked_words
-from .followups import condense_question
+from .followups import condense_question, is_follow_up
 from .llm import LLMAnswerer, _best_line, _leaks_prompt
 from .questions import is_instruction, is_overview, kinds_named, validate_question
 from .refusal import Verdict, background_vector, decide, features
@@ -117,8 +117,8 @@ class Assistant:
         if not history:
             return question
         rule = condense_question(question, history)
-        if rule == question:
-            return question  # it stands alone (own subject, or another language): nothing to rewrite
+        if not is_follow_up(question, history):
+            return rule  # it stands alone (own subject, or another language): nothing to rewrite
         if self.llm:
             try:
                 return self.llm.condense(question, history)

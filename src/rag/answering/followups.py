@@ -116,6 +116,12 @@ class _Turn:
         lang = language(question) or "nl"
         return cls(question, rest.strip(), _TOKEN.findall(rest), lang, bool(opener))
 
+    def plain(self) -> str:
+        """The question without chat openers ("Oké, en ..."), capitalised; as is when none."""
+        if self.rest == self.text.strip():
+            return self.text
+        return self.rest[:1].upper() + self.rest[1:]
+
     def own_words(self) -> list[str]:
         """Subject words: content tokens that are not question framing."""
         return [w for w in content_words(self.rest) if w not in QUESTION_FRAME]
@@ -225,7 +231,12 @@ def _resolve(question: str, previous_turn: _Turn, previous_standalone: str) -> s
                 break
             tokens[i] = " ".join(source) if kind == "personal" else "in " + " ".join(source)
         else:
-            return _respell(turn.rest, turn.tokens, tokens)
+            resolved = _respell(turn.rest, turn.tokens, tokens)
+            if len(turn.own_words()) >= 2:
+                return resolved
+            # A predicate of one word ("Waar lopen ze op vast?", "Waar zitten ze?") says too little to
+            # find the answer by: the previous question's topic comes along.
+            return f"{previous_standalone.rstrip(' ?')} — {resolved}"
     rest = turn.rest.strip(" ?")
     return f"{previous_standalone.rstrip(' ?')} — {rest}?" if rest else previous_standalone
 
@@ -242,16 +253,8 @@ def _respell(text: str, old: list[str], new: list[str]) -> str:
     return result[:1].upper() + result[1:]
 
 
-def condense_question(question: str, history: list[dict]) -> str:
-    """Make a follow-up stand alone with the previous user turn's subject (deterministic rule).
-
-    "Hoe tevreden zijn ze over de aansluiting?" after "Welke knelpunten ervaren gemeenten?"
-    becomes "Hoe tevreden zijn gemeenten over de aansluiting?"; "En bij gemeenten?" after
-    "Hoeveel samenwerkingsverbanden ervaren knelpunten?" becomes "Hoeveel
-    samenwerkingsverbanden ervaren knelpunten — bij gemeenten?" (the answerer weighs the
-    follow-up's own words above the carried-over ones). A question that names its own subject,
-    or switches language without pointing back, is returned as is.
-    """
+def _previous(history: list[dict]) -> tuple[_Turn | None, str]:
+    """The last user turn and its standalone form."""
     previous_turn: _Turn | None = None
     previous = ""
     # Earlier questions are made to stand alone in turn, so a chain of follow-ups keeps its
@@ -260,9 +263,31 @@ def condense_question(question: str, history: list[dict]) -> str:
         earlier = message.get("content", "") if message.get("role") == "user" else ""
         if earlier and not is_instruction(earlier):
             standalone = _resolve(earlier, previous_turn, previous) if previous and needs_context(earlier, previous_turn.text) else earlier
-            previous_turn, previous = _Turn.read(earlier), standalone
+            previous_turn, previous = _Turn.read(earlier), _Turn.read(standalone).plain() if standalone == earlier else standalone
             if standalone != earlier and not previous_turn.candidates():
                 previous_turn = _Turn.read(standalone)
-    if not previous or not needs_context(question, previous_turn.text):
+    return previous_turn, previous
+
+
+def is_follow_up(question: str, history: list[dict]) -> bool:
+    """True when the question needs the conversation to be understood (see `needs_context`)."""
+    previous_turn, previous = _previous(history)
+    return bool(previous) and needs_context(question, previous_turn.text)
+
+
+def condense_question(question: str, history: list[dict]) -> str:
+    """Make a follow-up stand alone with the previous user turn's subject (deterministic rule).
+
+    "Hoe tevreden zijn ze over de aansluiting?" after "Welke knelpunten ervaren gemeenten?"
+    becomes "Hoe tevreden zijn gemeenten over de aansluiting?"; "En bij gemeenten?" after
+    "Hoeveel samenwerkingsverbanden ervaren knelpunten?" becomes "Hoeveel
+    samenwerkingsverbanden ervaren knelpunten — bij gemeenten?" (the answerer weighs the
+    follow-up's own words above the carried-over ones). A question that names its own subject,
+    or switches language without pointing back, is returned as is (less a chat opener such as "Oké, en").
+    """
+    previous_turn, previous = _previous(history)
+    if not previous:
         return question
+    if not needs_context(question, previous_turn.text):
+        return _Turn.read(question).plain()  # "Oké, en waar liggen de oplossingen?" -> "Waar liggen de oplossingen?"
     return _resolve(question, previous_turn, previous)
