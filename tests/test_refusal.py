@@ -122,7 +122,7 @@ def test_chunks_are_also_ranked_by_their_best_line(corpus_index):
     vector = searcher.embed_query(question)
     dense = index.dense_search(vector, settings.candidates)
     lexical = index.lexical().search(question, settings.candidates)
-    ranked = searcher._rank_by_line(dense, lexical, vector)
+    ranked = searcher.rank_by_line(dense, lexical, vector)
     assert ranked[0][0] == chunk_id, (question, ranked[:3])
     assert [s for _, s in ranked] == sorted((s for _, s in ranked), reverse=True)
     assert chunk_id in [p.chunk_id for p in searcher.search(question, settings.k, vector=vector)]

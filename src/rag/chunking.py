@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v5"
+CHUNKER_VERSION = "structure-v6"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -97,6 +97,23 @@ def _clean_inline(text: str) -> str:
     return m.group(2).strip() if m else text
 
 
+def is_bare_list(lines: list[str]) -> bool:
+    """Three or more short lines that each stand alone: no sentence end or colon anywhere, and no
+    line ending in a function word, comma or hyphen that would carry it on to the next (a
+    factsheet's outcomes, one per line without bullets; wrapped prose or chart labels are not)."""
+    from .lexical import DUTCH_STOPWORDS
+
+    if len(lines) < 3:
+        return False
+    for line in lines:
+        words = re.findall(r"[^\W\d_]+", line)
+        last = line.rstrip().split()[-1].casefold() if line.strip() else ""
+        if (len(line) > 50 or len(words) < 2 or line.rstrip().endswith((".", "!", "?", ":", ";", ",", "-", "("))
+                or last in DUTCH_STOPWORDS):
+            return False
+    return True
+
+
 def iter_units(
     text: str, root: str, page: int | None, state: list[tuple[int, str]] | None = None, page_label: str | None = None
 ):
@@ -115,6 +132,10 @@ def iter_units(
         return PATH_SEPARATOR.join(parts)
 
     def flush():
+        if is_bare_list(paragraph):
+            for line in paragraph:
+                yield _Unit(f"- {_clean_inline(line)}", section(), page, page_label)
+            paragraph.clear()
         if paragraph:
             joined = _clean_inline(" ".join(paragraph))
             paragraph.clear()

@@ -246,13 +246,89 @@ def chat(k: int | None) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
 
 
-@main.command("fit-refusal")
-@click.option(
+def _dataset_pairs(pairs: tuple[str, ...]) -> list[tuple[Path, Path]]:
+    parsed = []
+    for pair in pairs:
+        dataset, sep, corpus = pair.partition("=")
+        if not sep or not dataset or not corpus:
+            raise click.UsageError(f"--dataset takes DATASET=CORPUS, got '{pair}'.")
+        parsed.append((Path(dataset), Path(corpus)))
+    return parsed
+
+
+_DATASET_OPTION = click.option(
     "--dataset", "pairs", multiple=True, required=True, metavar="DATASET=CORPUS",
     help="A tuning dataset (JSONL) and the corpus folder its questions are about; repeat for more.",
 )
-@click.option("--work-dir", type=click.Path(path_type=Path), default=Path(".rag-fit"), show_default=True,
-              help="Where the tuning corpora are indexed (incrementally).")
+_WORK_DIR_OPTION = click.option(
+    "--work-dir", type=click.Path(path_type=Path), default=Path(".rag-fit"), show_default=True,
+    help="Where the tuning corpora are indexed (incrementally).",
+)
+
+
+@main.command("fit-fusion")
+@_DATASET_OPTION
+@_WORK_DIR_OPTION
+@handle_errors
+def fit_fusion_command(pairs: tuple[str, ...], work_dir: Path) -> None:
+    """Fit how dense, BM25 and best-line rankings are fused, on tuning cases."""
+    from .fusion_fit import fit_fusion
+
+    _echo_fusion(fit_fusion(_dataset_pairs(pairs), _settings(), work_dir))
+
+
+def _echo_fusion(result: dict) -> None:
+    fit = result["fit"]
+    click.echo(f"Fusion {result['weights']}: context recall {fit['context_recall']:.3f} on {fit['cases']} cases "
+               f"(dense only {fit['dense_only_context_recall']:.3f})")
+
+
+@main.command("fit")
+@_DATASET_OPTION
+@_WORK_DIR_OPTION
+@handle_errors
+def fit_all_command(pairs: tuple[str, ...], work_dir: Path) -> None:
+    """Refit everything learned, in order: fusion, reader, refusal (each step uses the one before)."""
+    from .answering.reader_fit import fit_reader
+    from .answering.refusal_fit import fit_refusal
+    from .fusion_fit import fit_fusion
+
+    parsed, settings = _dataset_pairs(pairs), _settings()
+    _echo_fusion(fit_fusion(parsed, settings, work_dir))
+    _echo_reader(fit_reader(parsed, settings, work_dir))
+    _echo_refusal(fit_refusal(parsed, settings, work_dir))
+
+
+@main.command("fit-reader")
+@_DATASET_OPTION
+@_WORK_DIR_OPTION
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Model JSON to write (default: the packaged one).")
+@handle_errors
+def fit_reader_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None) -> None:
+    """Fit the learned line reader on tuning cases (never on the dev splits you report)."""
+    from .answering.reader import MODEL_PATH
+    from .answering.reader_fit import fit_reader
+
+    _echo_reader(fit_reader(_dataset_pairs(pairs), _settings(), work_dir, out or MODEL_PATH), out or MODEL_PATH)
+
+
+def _echo_reader(model: dict, out: Path | None = None) -> None:
+    fit = model["fit"]
+    click.echo(
+        f"Fit on {fit['questions']} questions ({fit['positive_pairs']} positive of {fit['candidate_lines']} lines; "
+        f"hidden {fit['hidden']}, penalty {fit['penalty']}): out-of-fold recall@1 {fit['out_of_fold_recall_at_1']:.3f}, "
+        f"fact recall {fit['out_of_fold_fact_recall']:.3f} at {fit['out_of_fold_answer_chars']:.0f} characters; "
+        f"selection {model['selection']}" + (f"; wrote {out}" if out else "")
+    )
+    for name, recall in fit["out_of_fold_recall_at_1_per_dataset"].items():
+        click.echo(f"  {name:28s} recall@1 {recall:.3f}")
+    for name, coef in zip(model["features"], model["coef"]):
+        click.echo(f"  {name:18s} {coef:+.3f}")
+
+
+@main.command("fit-refusal")
+@_DATASET_OPTION
+@_WORK_DIR_OPTION
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Model JSON to write (default: the packaged one).")
 @handle_errors
 def fit_refusal_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None) -> None:
@@ -260,17 +336,14 @@ def fit_refusal_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None
     from .answering.refusal import MODEL_PATH
     from .answering.refusal_fit import fit_refusal
 
-    parsed = []
-    for pair in pairs:
-        dataset, sep, corpus = pair.partition("=")
-        if not sep or not dataset or not corpus:
-            raise click.UsageError(f"--dataset takes DATASET=CORPUS, got '{pair}'.")
-        parsed.append((Path(dataset), Path(corpus)))
-    model = fit_refusal(parsed, _settings(), work_dir, out or MODEL_PATH)
+    _echo_refusal(fit_refusal(_dataset_pairs(pairs), _settings(), work_dir, out or MODEL_PATH), out or MODEL_PATH)
+
+
+def _echo_refusal(model: dict, out: Path | None = None) -> None:
     fit = model["fit"]
     click.echo(
-        f"Fit on {fit['cases']} cases ({fit['answerable']} answerable): out-of-fold accuracy "
-        f"{fit['out_of_fold_accuracy']:.3f} at threshold {model['threshold']:.3f}; wrote {out or MODEL_PATH}"
+        f"Refusal fit on {fit['cases']} cases ({fit['answerable']} answerable): out-of-fold accuracy "
+        f"{fit['out_of_fold_accuracy']:.3f} at threshold {model['threshold']:.3f}" + (f"; wrote {out}" if out else "")
     )
     for name, coef in zip(model["features"], model["coef"]):
         click.echo(f"  {name:18s} {coef:+.3f}")

@@ -42,10 +42,15 @@ class Settings(BaseSettings):
     k: int = Field(5, ge=1, le=MAX_K, description="Passages retrieved per question.")
     candidates: int = Field(30, ge=1, le=500, description="Candidates per retriever before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal-rank-fusion constant.")
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
-    line_weight: float = Field(
-        2.0, ge=0, description="Weight in fusion of the candidates ranked by their best answer line (hybrid mode)."
+    dense_weight: float | None = Field(None, ge=0, description="Weight of the dense ranking in fusion; empty = fitted.")
+    lexical_weight: float | None = Field(None, ge=0, description="Weight of the BM25 ranking in fusion; empty = fitted.")
+    line_weight: float | None = Field(
+        None, ge=0,
+        description="Weight in fusion of the candidates ranked by their best answer line (hybrid mode); empty = fitted.",
+    )
+    lexical_gate: float | None = Field(
+        None, ge=0,
+        description="BM25 counts in fusion only when its top score over the question's total IDF reaches this; empty = fitted.",
     )
     retrieval_mode: str = Field("hybrid", description="hybrid | dense | lexical")
     llm: str = Field("none", description="none | ollama:MODEL | openai:MODEL")

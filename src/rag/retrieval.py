@@ -9,7 +9,9 @@ from langchain_core.documents import Document
 
 from .config import MAX_K, Settings
 from .errors import ConfigError, QuestionError
+from .fusion import FusionWeights, fuse, fusion_weights, lexical_strength
 from .index import Index
+from .lexical import content_words
 
 
 @dataclass
@@ -88,10 +90,16 @@ class HybridSearcher:
             dense = self.index.dense_search(vector, n)
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical().search(query, n)
-        by_line = self._rank_by_line(dense, lexical, vector) if mode == "hybrid" and self.settings.line_weight else []
-        return self._fuse(dense, lexical, k, by_line)
+        weights = fusion_weights(self.settings) if mode == "hybrid" else FusionWeights(1.0, 1.0, 0.0, 0.0)
+        by_line = self.rank_by_line(dense, lexical, vector) if mode == "hybrid" and weights.line else []
+        strength = lexical_strength(lexical[0][1], self.question_idf(query)) if lexical else 0.0
+        return self._fuse(dense, lexical, k, by_line, weights, strength)
 
-    def _rank_by_line(self, dense, lexical, vector: np.ndarray) -> list[tuple[str, float]]:
+    def question_idf(self, query: str) -> float:
+        lex = self.index.lexical()
+        return sum(max(lex.idf(token), 0.1) for token in content_words(query))
+
+    def rank_by_line(self, dense, lexical, vector: np.ndarray) -> list[tuple[str, float]]:
         """The candidates ranked by their best answer line's similarity to the query. A user's
         question usually matches one sentence better than a whole chunk (paraphrases above all);
         the line vectors are stored at ingest, so this costs no forward pass."""
@@ -103,18 +111,15 @@ class HybridSearcher:
                 best.append((cid, float((np.asarray(vectors, dtype=np.float32) @ query).max())))
         return sorted(best, key=lambda item: -item[1])
 
-    def _fuse(self, dense, lexical, k: int, by_line=()) -> list[Passage]:
-        s = self.settings
-        fused: dict[str, float] = {}
+    def _fuse(self, dense, lexical, k: int, by_line, weights: FusionWeights, strength: float) -> list[Passage]:
+        fused = fuse(dense, lexical, by_line, weights, self.settings.rrf_k, strength)
         info: dict[str, dict] = {}
         for rank, (cid, sim) in enumerate(dense, start=1):
-            fused[cid] = fused.get(cid, 0.0) + s.dense_weight / (s.rrf_k + rank)
             info.setdefault(cid, {}).update(dense_score=sim, dense_rank=rank)
         for rank, (cid, bm25) in enumerate(lexical, start=1):
-            fused[cid] = fused.get(cid, 0.0) + s.lexical_weight / (s.rrf_k + rank)
             info.setdefault(cid, {}).update(lexical_score=bm25, lexical_rank=rank)
-        for rank, (cid, _) in enumerate(by_line, start=1):
-            fused[cid] = fused.get(cid, 0.0) + s.line_weight / (s.rrf_k + rank)
+        for cid in fused:
+            info.setdefault(cid, {})
         # Ties (e.g. identical ranks) break on dense similarity, then id, to stay deterministic.
         order = sorted(fused, key=lambda c: (-fused[c], -(info[c].get("dense_score") or 0.0), c))
         records = self.index.get_chunks(order[: k * 3])  # the catalog hides half-written chunks

@@ -74,7 +74,12 @@ def _missing_note(kinds: list[str]) -> str:
 
 def _missing_refusal(kinds: list[str]) -> str:
     names = " of ".join(KIND_NAMES.get(k, k) for k in kinds)
-    which, verb, obj = ("dat", "is", "het") if len(kinds) == 1 else ("die", "zijn", "ze")
+    if len(kinds) > 1:
+        which, verb, obj = "die", "zijn", "ze"
+    elif KIND_NAMES.get(kinds[0], "").startswith("de "):
+        which, verb, obj = "die", "is", "deze"  # de handreiking, die ...: voeg deze toe
+    else:
+        which, verb, obj = "dat", "is", "het"  # het rapport, dat ...: voeg het toe
     return (
         f"Dat staat niet in de geladen bronnen. Het staat mogelijk in {names}, {which} nog niet {verb} toegevoegd: "
         f"voeg {obj} toe op de pagina Bronnen."

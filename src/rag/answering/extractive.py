@@ -6,8 +6,8 @@ choosing lines costs no forward pass beyond the question's own vector.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -16,20 +16,11 @@ from ..config import Settings
 from ..lexical import content_words, similar_tokens
 from ..lines import Line, embed_text, split_lines, subsection
 from ..retrieval import Passage
+from . import reader
 from .answer import REFUSAL_TEXT, Citation
-from .questions import LIST_QUESTION, QUANTITY, QUESTION_FRAME
+from .questions import LIST_QUESTION, QUESTION_FRAME
 
 KIND_LABEL = {"factsheet": "de factsheet", "rapport": "het rapport", "handreiking": "de handreiking"}
-# Line scoring, tuned on the tuning splits (evals/tune_lines.py): similarity to the question
-# in standard deviations from the best line, IDF-weighted word overlap, a bonus for numbers
-# when a quantity is asked, a small penalty per passage rank.
-SIMILARITY_WEIGHT = 0.1
-OVERLAP_WEIGHT = 0.5
-NUMBER_BONUS = 0.1
-RANK_PENALTY = 0.02
-# A line scoring within this margin of the best one is quoted too (up to MAX_LINES).
-MARGIN = 0.2
-MAX_LINES = 4
 # Weight of the question's own words in a follow-up, against words carried over from before.
 FOCUS_WEIGHT = 2.0
 
@@ -43,6 +34,7 @@ class Candidate:
     position: int
     is_item: bool
     words: set[str]
+    line_words: set[str] = field(default_factory=set)
     score: float = 0.0
     similarity: float = 0.0
     overlap: float = 0.0
@@ -55,6 +47,7 @@ class Selection:
     chosen: list[Candidate]
     candidates: list[Candidate] = field(default_factory=list)
     best_similarity: float = 0.0
+    features: np.ndarray | None = None  # the reader's feature matrix, one row per candidate
 
 
 def matches(word: str, vocabulary: set[str]) -> bool:
@@ -90,6 +83,93 @@ def _lead(p: Passage) -> str:
     return f"Volgens {label}" + (f" ({last})" if last else "")
 
 
+def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget: int) -> list[Candidate]:
+    """The best line; other lines whose score is within the fitted margin of it (a stricter one
+    for lines of another passage: they must add an answering line of their own); whole lists."""
+    order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+    best = candidates[order[0]]
+    chosen = [best]
+    for i in order[1:]:
+        c = candidates[i]
+        margin = rule["margin"] if c.passage_index == best.passage_index else rule["other_margin"]
+        if len(chosen) >= rule["max_lines"]:
+            break
+        if c.score >= best.score - margin and c.text.casefold() != best.text.casefold():
+            chosen.append(c)
+    asks_list = bool(LIST_QUESTION.search(question))
+    # The list a chosen line belongs to or introduces; for a list question with none, the
+    # list (with the line that introduces it) that scores best.
+    run = next((r for r in (_list_run(candidates, c) for c in chosen) if r), [])
+    if not run and asks_list:
+        runs = [r for r in (_list_run(candidates, c) for c in candidates) if r]
+        run = max(runs, key=lambda r: _run_score(candidates, r), default=[])
+        if run and _run_score(candidates, run) < best.score - rule["list_margin"]:
+            run = []
+    if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
+        chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
+    return _within_budget(chosen, budget)
+
+def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
+    """A list scores as its best item or the line that introduces it."""
+    same = [c for c in candidates if c.passage_index == run[0].passage_index]
+    at = same.index(run[0])
+    intro = [c.score for c in same[max(0, at - 2) : at] if not c.is_item]
+    return max([c.score for c in run] + intro)
+
+def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:
+    """The whole list the anchor belongs to, or introduces (items right after it, past at
+    most one short line such as "veelgenoemd ...")."""
+    same = [c for c in candidates if c.passage_index == anchor.passage_index]
+    at = same.index(anchor)
+    start = at
+    if not anchor.is_item:
+        start = at + 1
+        if start < len(same) and not same[start].is_item and len(same[start].text) <= 30:
+            start += 1
+    if start >= len(same) or not same[start].is_item:
+        return []
+    while start > 0 and same[start - 1].is_item:
+        start -= 1
+    end = start
+    while end < len(same) and same[end].is_item:
+        end += 1
+    return same[start:end] if end - start >= 2 else []
+
+def _within_budget(chosen: list[Candidate], budget: int) -> list[Candidate]:
+    # A whole list may exceed the budget a little: a list cut in half misleads.
+    limit = budget * 1.5 if sum(c.is_item for c in chosen) >= 2 else budget
+    kept: list[Candidate] = []
+    used = 0
+    for c in chosen:
+        if kept and used + len(c.text) > limit:
+            continue
+        if len(c.text) > budget:  # one over-long line: quote its verbatim start
+            cut = c.text.rfind(" ", 0, budget)
+            c.text = c.text[: cut if cut > 0 else budget] + " …"
+        kept.append(c)
+        used += len(c.text) + 6
+    return kept
+
+
+def _is_bare_item(text: str) -> bool:
+    """A short line without a sentence end or a colon: an item of a list written without bullets."""
+    return 2 <= len(text) <= 80 and not text.rstrip().endswith((".", "!", "?", ":", ";"))
+
+
+def _mark_bare_lists(candidates: list[Candidate]) -> None:
+    """Three or more bare lines in a row in one passage are a list (a factsheet's outcomes, one per
+    line, no bullets): quote them as items, and whole, not run together as one sentence."""
+    run: list[Candidate] = []
+    for c in candidates + [None]:
+        if c is not None and not c.is_item and _is_bare_item(c.text) and (not run or run[-1].passage_index == c.passage_index):
+            run.append(c)
+            continue
+        if len(run) >= 3:
+            for item in run:
+                item.is_item = True
+        run = [c] if c is not None and not c.is_item and _is_bare_item(c.text) else []
+
+
 class ExtractiveAnswerer:
     """Quote the lines of the top passages that answer the question, verbatim, with [n]."""
 
@@ -101,11 +181,13 @@ class ExtractiveAnswerer:
         settings: Settings,
         idf: Callable[[str], float] | None = None,
         lines_for: Callable[[list[str]], dict] | None = None,
+        reader_path: Path = reader.MODEL_PATH,
     ):
         self.embeddings = embeddings
         self.settings = settings
         self.idf = idf
         self.lines_for = lines_for
+        self.reader_path = reader_path
 
     def _lines(self, passages: list[Passage]) -> list[tuple[list[Line], np.ndarray]]:
         """Each passage's lines and vectors: stored at ingest, or cut and embedded now for
@@ -126,106 +208,45 @@ class ExtractiveAnswerer:
             out.append(stored[p.chunk_id] if p.chunk_id in stored else computed[i])
         return out
 
-    def select(
+    def candidates(
         self, question: str, passages: list[Passage], question_vector: np.ndarray, focus: set[str] = frozenset()
-    ) -> Selection:
-        """Score every line of the passages against the question and choose the answer lines."""
+    ) -> tuple[list[Candidate], np.ndarray]:
+        """Every line of the passages, with its cosine to the question and the reader's features."""
         candidates: list[Candidate] = []
         vectors = []
         for pi, (lines, line_vectors) in enumerate(self._lines(passages)):
             sub = subsection(passages[pi].section)
             for line, vector in zip(lines, line_vectors):
-                candidates.append(
-                    Candidate(line.text, pi, line.position, line.is_item, set(content_words(f"{sub}\n{line.text}")))
-                )
+                line_words = set(content_words(line.text))
+                candidates.append(Candidate(line.text, pi, line.position, line.is_item,
+                                            line_words | set(content_words(sub)), line_words))
                 vectors.append(vector)
         if not candidates:
-            return Selection([])
+            return [], np.zeros((0, len(reader.FEATURES)), dtype=np.float32)
+        _mark_bare_lists(candidates)
         sims = np.vstack(vectors) @ np.asarray(question_vector, dtype=np.float32)
-        weights = word_weights(asked_words(question), self.idf, focus)
-        wants_number = bool(QUANTITY.search(question))
-        # Similarities are compared within the question, in standard deviations: scale-free,
-        # whatever the model (e5 cosines crowd into 0.75-0.9, MiniLM's spread over 0-0.8).
-        top, spread = float(sims.max()), max(float(sims.std()), 1e-3)
+        asked = asked_words(question)
+        weights = word_weights(asked, self.idf)
+        focus_weights = {w: v for w, v in weights.items() if w in focus}
         for c, sim in zip(candidates, sims):
             c.similarity = float(sim)
             c.overlap = weighted_coverage(weights, c.words)
-            has_number = bool(re.search(r"\d", c.text))
-            c.score = SIMILARITY_WEIGHT * (float(sim) - top) / spread + OVERLAP_WEIGHT * c.overlap
-            c.score += NUMBER_BONUS if wants_number and has_number else 0.0
-            c.score -= RANK_PENALTY * c.passage_index  # the fused ranking already weighed the passages
-            if len(c.text) < 15 and not has_number:
-                c.score -= 0.3  # fragments ("veelgenoemd ...") answer nothing
-        chosen = self._choose(question, candidates)
-        return Selection(chosen, candidates, max(c.similarity for c in chosen) if chosen else 0.0)
+        matrix = reader.line_features(question, candidates, sims, weights, focus_weights, weighted_coverage,
+                                      [p.section for p in passages])
+        return candidates, matrix
 
-    def _choose(self, question: str, candidates: list[Candidate]) -> list[Candidate]:
-        order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
-        best = candidates[order[0]]
-        chosen = [best]
-        for i in order[1:]:
-            c = candidates[i]
-            if len(chosen) >= MAX_LINES or c.score < best.score - MARGIN:
-                break
-            # A neighbour that only shares a word is not part of the answer.
-            if c.overlap >= 0.5 * best.overlap and c.text.casefold() != best.text.casefold():
-                chosen.append(c)
-        asks_list = bool(LIST_QUESTION.search(question))
-        # The list a chosen line belongs to or introduces; for a list question with none, the
-        # list (with the line that introduces it) that scores best.
-        run = next((r for r in (self._list_run(candidates, c) for c in chosen) if r), [])
-        if not run and asks_list:
-            runs = [r for r in (self._list_run(candidates, c) for c in candidates) if r]
-            run = max(runs, key=lambda r: self._run_score(candidates, r), default=[])
-            if run and self._run_score(candidates, run) < best.score - 2 * MARGIN:
-                run = []
-        if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
-            chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
-        return self._within_budget(chosen)
-
-    @staticmethod
-    def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
-        """A list scores as its best item or the line that introduces it."""
-        same = [c for c in candidates if c.passage_index == run[0].passage_index]
-        at = same.index(run[0])
-        intro = [c.score for c in same[max(0, at - 2) : at] if not c.is_item]
-        return max([c.score for c in run] + intro)
-
-    @staticmethod
-    def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:
-        """The whole list the anchor belongs to, or introduces (items right after it, past at
-        most one short line such as "veelgenoemd ...")."""
-        same = [c for c in candidates if c.passage_index == anchor.passage_index]
-        at = same.index(anchor)
-        start = at
-        if not anchor.is_item:
-            start = at + 1
-            if start < len(same) and not same[start].is_item and len(same[start].text) <= 30:
-                start += 1
-        if start >= len(same) or not same[start].is_item:
-            return []
-        while start > 0 and same[start - 1].is_item:
-            start -= 1
-        end = start
-        while end < len(same) and same[end].is_item:
-            end += 1
-        return same[start:end] if end - start >= 2 else []
-
-    def _within_budget(self, chosen: list[Candidate]) -> list[Candidate]:
-        budget = self.settings.answer_max_chars
-        # A whole list may exceed the budget a little: a list cut in half misleads.
-        limit = budget * 1.5 if sum(c.is_item for c in chosen) >= 2 else budget
-        kept: list[Candidate] = []
-        used = 0
-        for c in chosen:
-            if kept and used + len(c.text) > limit:
-                continue
-            if len(c.text) > budget:  # one over-long line: quote its verbatim start
-                cut = c.text.rfind(" ", 0, budget)
-                c.text = c.text[: cut if cut > 0 else budget] + " …"
-            kept.append(c)
-            used += len(c.text) + 6
-        return kept
+    def select(
+        self, question: str, passages: list[Passage], question_vector: np.ndarray, focus: set[str] = frozenset()
+    ) -> Selection:
+        """Score every line of the passages with the learned reader and choose the answer lines."""
+        candidates, matrix = self.candidates(question, passages, question_vector, focus)
+        if not candidates:
+            return Selection([])
+        model = reader.load_model(self.reader_path)
+        for c, score in zip(candidates, reader.scores(matrix, model)):
+            c.score = float(score)
+        chosen = choose_lines(question, candidates, model["selection"], self.settings.answer_max_chars)
+        return Selection(chosen, candidates, max(c.similarity for c in chosen) if chosen else 0.0, matrix)
 
     def compose(self, chosen: list[Candidate], passages: list[Passage]) -> tuple[str, list[Citation]]:
         """The answer text: lines in document order under a lead per document, each with [n]."""

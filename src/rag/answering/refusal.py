@@ -24,13 +24,8 @@ import numpy as np
 from ..lexical import content_words
 from ..retrieval import Passage
 from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
-from .questions import ASKS_DATE, ASKS_PERSON, QUANTITY, named_terms
-
-_DATE = re.compile(
-    r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober"
-    r"|november|december|january|february|march|may|june|july|august|october)\b",
-    re.I,
-)
+from . import reader
+from .questions import named_terms
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
 BACKGROUND_QUESTIONS = Path(__file__).with_name("background_questions.txt")
@@ -49,6 +44,8 @@ FEATURES = (
     "topic_contrast",     # the same cosine with both seen from everyday questions (see `topic_similarity`)
     "missing_name",       # the question names something (a place, product, year) the top passages do not have
     "type_mismatch",      # a quantity, date or person is asked and the chosen lines hold none
+    "reader_top",         # the learned reader's score of the best line (how much it looks like an answer)
+    "reader_margin",      # how far the best line's score stands above the passages' other lines
 )
 
 
@@ -109,6 +106,9 @@ def features(
     type_mismatch = float(asked_type_missing(question, " ".join(c.text for c in selection.chosen)))
     sims = [c.similarity for c in selection.candidates]
     line_margin = selection.best_similarity - float(np.mean(sims)) if sims else 0.0
+    line_scores = sorted((c.score for c in selection.candidates), reverse=True)
+    reader_top = line_scores[0] if line_scores else -10.0
+    reader_margin = line_scores[0] - line_scores[1] if len(line_scores) > 1 else 0.0
     return {
         "dense_top": float(dense_top),
         "dense_peak": float(dense_peak),
@@ -124,6 +124,8 @@ def features(
         "topic_contrast": topic_similarity(vector, centroid, background),
         "missing_name": missing_name,
         "type_mismatch": type_mismatch,
+        "reader_top": float(reader_top),
+        "reader_margin": float(reader_margin),
     }
 
 
@@ -139,11 +141,13 @@ def topic_similarity(vector, centroid, background=None) -> float:
 
 
 def asked_type_missing(question: str, text: str) -> bool:
-    """The question asks for a quantity, a date or a person and the text holds none."""
+    """The question asks for a quantity (also a grade or a size), a date or a person and the text
+    holds none (numbers written in words count)."""
+    asked = reader.asked_for(question)
     return (
-        (bool(QUANTITY.search(question)) and not re.search(r"\d", text))
-        or (bool(ASKS_DATE.search(question)) and not _DATE.search(text))
-        or (bool(ASKS_PERSON.search(question)) and not _names_someone(text))
+        (asked.quantity and not reader.has_number(text))
+        or (asked.date and not reader.has_date(text))
+        or (asked.person and not reader.names_someone(text))
     )
 
 
@@ -187,14 +191,6 @@ def background_vector(embeddings, model_path: Path = MODEL_PATH) -> np.ndarray:
         if name not in _embedded_backgrounds:
             _embedded_backgrounds[name] = embed_background(embeddings)
         return _embedded_backgrounds[name]
-
-
-def _names_someone(text: str) -> bool:
-    """A capitalised word that does not start a sentence, or an acronym: a person or organisation."""
-    tokens = text.split()
-    return bool(re.search(r"\b[A-Z]{2,}\b", text)) or any(
-        t[:1].isupper() and i > 0 and not tokens[i - 1].endswith((".", ":", "?", "!")) for i, t in enumerate(tokens)
-    )
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,264 @@
+"""The learned reader: which lines of the retrieved passages answer the question.
+
+Every candidate line gets a feature vector that describes it *relative to the question*
+(its cosine in standard deviations from the best line, IDF-weighted coverage of the asked
+words, whether it has the kind of answer asked for, whether it is itself a question or
+document furniture, list structure, passage rank, position, length). A model fit on
+labelled question-line pairs (`rag fit-reader`, tuning splits only; see `reader_fit`) turns
+the vector into a score; the lines of one question are compared by that score (a
+conditional-logit model: a softmax over the question's candidate lines).
+
+The features use no word lists tied to a corpus: only Dutch/English function words
+(question words, number words, reason connectives) and the index's IDF.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..lexical import fold_accents, words
+from .questions import ASKS_DATE, ASKS_PERSON, LIST_QUESTION, QUANTITY
+
+MODEL_PATH = Path(__file__).with_name("reader_model.json")
+
+FEATURES = (
+    "sim_from_top",       # cosine to the question, in standard deviations below the best line
+    "sim_from_mean",      # the same, above the mean line
+    "sim_rank",           # 1 / (1 + rank by cosine)
+    "overlap",            # IDF-weighted share of the asked words in the line and its headings
+    "overlap_line",       # the same, in the line alone
+    "overlap_rank",       # 1 / (1 + rank by overlap)
+    "compound",           # share of asked words found only inside a longer word of the line
+    "focus",              # share of a follow-up's own words in the line (0 for a standalone question)
+    "number_match",       # a quantity is asked and the line has a number (digits or number words)
+    "number_missing",     # a quantity is asked and the line has none
+    "date_match",         # a date is asked and the line has a year or date
+    "person_match",       # a person is asked and the line names someone
+    "reason_match",       # a reason is asked and the line gives one ("omdat", "because")
+    "yes_no_overlap",     # a yes/no question: the line's overlap (it must be about the same thing)
+    "is_question",        # the line is itself a question
+    "heading_like",       # short, no sentence end: a title, a heading, a navigation link
+    "in_heading",         # the line repeats its passage's heading
+    "repeated",           # the same line occurs elsewhere in the passages (running text, navigation)
+    "capitalised",        # share of capitalised words (titles, author lists)
+    "symbols",            # share of code-like symbols (commands, markup)
+    "is_item",            # a list item
+    "intro",              # the line introduces a list (ends with ':' and items follow)
+    "list_item_asked",    # a list is asked and the line is an item or introduces a list
+    "passage_rank",       # 1 / (1 + rank of its passage)
+    "position",           # 1 / (1 + position of the line in its passage)
+    "length",             # log of the line's length in characters
+    "short",              # fewer than 25 characters
+    "best_in_passage",    # the line is its passage's closest to the question
+)
+
+NUMBER_WORD = re.compile(
+    r"^(?:(?:een|twee|drie|vier|vijf|zes|zeven|acht|negen|tien|elf|twaalf|dertien|veertien|vijftien|zestien"
+    r"|zeventien|achttien|negentien|twintig|dertig|veertig|vijftig|zestig|zeventig|tachtig|negentig|honderd"
+    r"|duizend|miljoen|miljard)(?:en)?)+$"
+    r"|^(?:two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|fifty|hundred|thousand"
+    r"|million|half|helft|kwart|beide|both|dozen|dozijn|tiental|tientallen|honderden|duizenden)$"
+)
+# Quantities a question asks for beyond "how many": a grade, a size, a duration, a score.
+MEASURE = re.compile(
+    r"\b(hoe (hoog|groot|lang|oud|vaak|snel|zwaar|klein|breed)|welk cijfer|welke score|welk bedrag|cijfer|score"
+    r"|wat kost|kosten|bedrag|prijs|how (long|big|large|high|old|often|fast)|what score|grade|cost|price)\b",
+    re.I,
+)
+REASON_ASKED = re.compile(r"\b(waarom|hoe komt het|om welke reden|reden|oorzaak|why|what causes|reason)\b", re.I)
+REASON_GIVEN = re.compile(
+    r"\b(omdat|doordat|want|daardoor|daarom|zodat|vanwege|dankzij|waardoor|reden|oorzaak|because|since|due to"
+    r"|therefore|so that)\b",
+    re.I,
+)
+QUESTION_WORD = re.compile(
+    r"^\s*(wie|wat|waar|wanneer|waarom|hoe|hoeveel|welk|welke|waarmee|waardoor|waarvoor|waarop|waaraan|waaruit"
+    r"|who|what|where|when|why|how|which|whom|whose|noem|geef|vertel|leg|beschrijf|list|name|give|tell|explain)\b",
+    re.I,
+)
+_DATE = re.compile(
+    r"\b(1[89]\d\d|20\d\d)\b|\b\d{1,2} (januari|februari|maart|april|mei|juni|juli|augustus|september|oktober"
+    r"|november|december|january|february|march|may|june|july|august|october)\b",
+    re.I,
+)
+_SYMBOLS = set("{}[]\\#=<>|_$~^/*")
+_CHATTER = re.compile(r"^\s*(en|maar|ook|oké|ok|and|but|so)\b[,]?\s*", re.I)
+
+
+@dataclass(frozen=True)
+class AskedFor:
+    """What kind of answer a question asks for."""
+
+    quantity: bool
+    date: bool
+    person: bool
+    reason: bool
+    yes_no: bool
+    listing: bool
+
+
+def asked_for(question: str) -> AskedFor:
+    """The answer types a question asks for, from its question words."""
+    q = _CHATTER.sub("", question)
+    return AskedFor(
+        quantity=bool(QUANTITY.search(q) or MEASURE.search(q)),
+        date=bool(ASKS_DATE.search(q)),
+        person=bool(ASKS_PERSON.search(q)),
+        reason=bool(REASON_ASKED.search(q)),
+        yes_no=not QUESTION_WORD.match(q),
+        listing=bool(LIST_QUESTION.search(q)),
+    )
+
+
+def has_number(text: str) -> bool:
+    """Digits, or a quantity written in words ("twaalf scholen", "beide")."""
+    return bool(re.search(r"\d", text)) or any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
+
+
+def has_date(text: str) -> bool:
+    """A year or a day and month."""
+    return bool(_DATE.search(text))
+
+
+def names_someone(text: str) -> bool:
+    """A capitalised word that does not start a sentence, or an acronym: a person or organisation."""
+    tokens = text.split()
+    return bool(re.search(r"\b[A-Z]{2,}\b", text)) or any(
+        t[:1].isupper() and i > 0 and not tokens[i - 1].endswith((".", ":", "?", "!")) for i, t in enumerate(tokens)
+    )
+
+
+def _compound_share(weights: dict[str, float], line_text: str, exact: set[str]) -> float:
+    """Share of the asked words' weight that occurs only inside a longer word of the line
+    ("pakket" in "pakketbeheerder"): Dutch writes compounds as one word."""
+    total = sum(weights.values())
+    if total <= 0:
+        return 0.0
+    folded = [w for w in words(line_text) if len(w) > 6]
+    found = 0.0
+    for word, weight in weights.items():
+        if word in exact or len(word) < 4:
+            continue
+        if any(word in long_word and long_word != word for long_word in folded):
+            found += weight
+    return found / total
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the largest value, 1 for the next ...; ties share the better rank."""
+    order = np.argsort(-values, kind="stable")
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = np.arange(len(values))
+    for value in np.unique(values):  # ties share the best rank
+        same = values == value
+        ranks[same] = ranks[same].min()
+    return ranks
+
+
+def line_features(question: str, candidates, sims: np.ndarray, weights: dict[str, float], focus: dict[str, float],
+                  coverage, sections: list[str]) -> np.ndarray:
+    """The feature matrix (one row per candidate line, columns as FEATURES).
+
+    `candidates` are `extractive.Candidate`s (text, passage_index, position, is_item, words,
+    line_words); `sims` their cosines to the question; `weights` the asked words' IDF
+    weights and `focus` a follow-up's own words; `coverage(weights, vocabulary)` the
+    weighted share of asked words found; `sections` each passage's heading path."""
+    n = len(candidates)
+    asked = asked_for(question)
+    top, mean, spread = float(sims.max()), float(sims.mean()), max(float(sims.std()), 1e-3)
+    overlap = np.array([coverage(weights, c.words) for c in candidates])
+    overlap_line = np.array([coverage(weights, c.line_words) for c in candidates])
+    texts = [c.text for c in candidates]
+    folded = [fold_accents(t).strip(" .:") for t in texts]
+    counts: dict[str, int] = {}
+    for t in folded:
+        counts[t] = counts.get(t, 0) + 1
+    best_in_passage: dict[int, float] = {}
+    for c, s in zip(candidates, sims):
+        best_in_passage[c.passage_index] = max(best_in_passage.get(c.passage_index, -9.0), float(s))
+    sim_rank, overlap_rank = _ranks(sims), _ranks(overlap)
+    rows = np.zeros((n, len(FEATURES)), dtype=np.float32)
+    for i, c in enumerate(candidates):
+        text = texts[i]
+        stripped = text.rstrip()
+        number = has_number(text)
+        heading_path = fold_accents(sections[c.passage_index])
+        next_is_item = i + 1 < n and candidates[i + 1].passage_index == c.passage_index and candidates[i + 1].is_item
+        intro = stripped.endswith(":") and next_is_item
+        tokens = text.split()
+        letters = max(len(text), 1)
+        rows[i] = (
+            (sims[i] - top) / spread,
+            (sims[i] - mean) / spread,
+            1.0 / (1.0 + sim_rank[i]),
+            overlap[i],
+            overlap_line[i],
+            1.0 / (1.0 + overlap_rank[i]),
+            _compound_share(weights, text, c.words),
+            coverage(focus, c.words) if focus else 0.0,
+            float(asked.quantity and number),
+            float(asked.quantity and not number),
+            float(asked.date and has_date(text)),
+            float(asked.person and names_someone(text)),
+            float(asked.reason and bool(REASON_GIVEN.search(text))),
+            overlap[i] if asked.yes_no else 0.0,
+            float(stripped.endswith("?")),
+            float(not c.is_item and not stripped.endswith((".", "!", "?", ":", ";")) and len(tokens) <= 8),
+            float(len(folded[i]) > 2 and folded[i] in heading_path),
+            float(min(counts[folded[i]] - 1, 3)),
+            sum(t[:1].isupper() for t in tokens) / max(len(tokens), 1),
+            sum(ch in _SYMBOLS for ch in text) / letters,
+            float(c.is_item),
+            float(intro),
+            float(asked.listing and (c.is_item or intro)),
+            1.0 / (1.0 + c.passage_index),
+            1.0 / (1.0 + c.position),
+            math.log1p(len(text)),
+            float(len(text) < 25),
+            float(sims[i] >= best_in_passage[c.passage_index]),
+        )
+    return rows
+
+
+# -- the fitted model -----------------------------------------------------------------
+_lock = threading.Lock()
+_loaded: dict[Path, dict] = {}
+
+
+def load_model(path: Path = MODEL_PATH) -> dict:
+    """The fitted reader (features, standardisation, weights, selection margins) from JSON."""
+    path = Path(path)
+    with _lock:
+        if path not in _loaded:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if tuple(data["features"]) != FEATURES:
+                raise ValueError(f"{path} was fit on other features; run `rag fit-reader`")
+            for key in ("mean", "scale", "coef"):
+                data[key] = np.asarray(data[key], dtype=np.float32)
+            if data.get("hidden"):
+                data["hidden"] = {k: np.asarray(v, dtype=np.float32) for k, v in data["hidden"].items()}
+            _loaded[path] = data
+        return _loaded[path]
+
+
+def forget_loaded_models() -> None:
+    """Drop cached model files (after `rag fit-reader` wrote a new one)."""
+    with _lock:
+        _loaded.clear()
+
+
+def scores(matrix: np.ndarray, model: dict) -> np.ndarray:
+    """One score per candidate line (higher = more likely the answer); comparable within a question."""
+    z = (matrix - model["mean"]) / model["scale"]
+    out = z @ model["coef"]
+    hidden = model.get("hidden")
+    if hidden:
+        out = out + np.tanh(z @ hidden["w1"] + hidden["b1"]) @ hidden["w2"]
+    return out

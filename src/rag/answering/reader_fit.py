@@ -1,0 +1,252 @@
+"""Fit the learned reader on labelled tuning questions (`rag fit-reader`).
+
+Each (dataset, corpus) pair is indexed under `work_dir` and every answerable case is
+analysed by the real Assistant (follow-up condensing, retrieval, candidate lines and their
+features). A candidate line is a positive when it holds one of the case's facts (facts are
+copied verbatim from one line, see evals/README.md); the other lines of the retrieved
+passages are its negatives. The model is a conditional logit (a softmax over one question's
+lines, L2-regularised), linear, or linear plus a small tanh layer, chosen by out-of-fold
+fact recall with each dataset held out in turn. The selection rule (how close to the best
+line another line must score to be quoted too) is then chosen on those out-of-fold scores.
+Only tuning splits belong here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..evaluation import fact_in, fact_share, load_dataset
+from ..index import Index
+from . import reader
+from .assistant import Assistant
+from .extractive import Candidate, asked_words, choose_lines
+from .questions import is_instruction
+
+log = logging.getLogger(__name__)
+
+# L2 penalties and hidden sizes tried; the best by out-of-fold recall@1 is kept.
+PENALTIES = (0.1, 1.0, 10.0)
+HIDDEN_SIZES = (0, 8)
+# Selection rules tried on out-of-fold scores (score units: the model's logits).
+MARGINS = (0.25, 0.5, 1.0, 1.5, 2.0)
+OTHER_MARGINS = (0.0, 0.25, 0.5, 1.0)
+LIST_MARGINS = (1.0, 2.0, 4.0)
+MAX_LINES = (1, 2, 3, 4)
+# Answer length weighs against recall: 0.05 recall per 100 characters.
+LENGTH_COST = 0.0005
+
+
+@dataclass
+class Question:
+    """One labelled question: its candidate lines, their features and which hold a fact."""
+
+    dataset: str
+    case_id: str
+    question: str
+    facts: list[str]
+    candidates: list[Candidate]
+    matrix: np.ndarray
+    labels: np.ndarray
+    budget: int = 700
+    scores: np.ndarray = field(default=None)  # out-of-fold scores, set by `fit`
+
+
+def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Question]:
+    """Index `corpus` (incrementally, under work_dir) and collect every answerable case's lines."""
+    index_dir = Path(work_dir) / corpus.resolve().as_posix().strip("/").replace("/", "_")
+    local = settings.with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
+    index = Index(local)
+    index.ingest()
+    assistant = Assistant(local, index.open(), chat_model=None)
+    out = []
+    for case in load_dataset(dataset):
+        if not case.answerable or not case.facts or is_instruction(case.user_input):
+            continue
+        condensed = assistant._condense(case.user_input, case.history)
+        focus = set(asked_words(case.user_input)) if condensed != case.user_input else set()
+        vector = assistant.searcher.embed_query(condensed)
+        passages = assistant.searcher.search(condensed, local.k, vector=vector)
+        candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
+        if not candidates:
+            continue
+        labels = np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates], dtype=bool)
+        out.append(Question(Path(dataset).name, case.id, condensed, case.facts, candidates, matrix, labels,
+                            local.answer_max_chars))
+    index.close()
+    return out
+
+
+# -- the conditional logit ----------------------------------------------------------
+def _unpack(theta: np.ndarray, d: int, hidden: int):
+    coef = theta[:d]
+    if not hidden:
+        return coef, None
+    at = d
+    w1 = theta[at : at + d * hidden].reshape(d, hidden)
+    at += d * hidden
+    b1 = theta[at : at + hidden]
+    w2 = theta[at + hidden : at + 2 * hidden]
+    return coef, (w1, b1, w2)
+
+
+def _loss(theta, groups, d, hidden, penalty):
+    """Negative log of the probability mass on each question's positive lines, plus L2."""
+    coef, layer = _unpack(theta, d, hidden)
+    loss, grad = 0.0, np.zeros_like(theta)
+    for z, positive in groups:
+        if layer:
+            w1, b1, w2 = layer
+            h = np.tanh(z @ w1 + b1)
+            s = z @ coef + h @ w2
+        else:
+            s = z @ coef
+        s = s - s.max()
+        e = np.exp(s)
+        p = e / e.sum()
+        p_pos = p[positive].sum()
+        loss -= np.log(max(p_pos, 1e-12))
+        # d(-log sum_pos p)/ds = p - p * 1[pos] / p_pos
+        ds = p.copy()
+        ds[positive] -= p[positive] / max(p_pos, 1e-12)
+        grad[:d] += z.T @ ds
+        if layer:
+            dh = np.outer(ds, w2) * (1 - h**2)
+            at = d
+            grad[at : at + d * hidden] += (z.T @ dh).ravel()
+            at += d * hidden
+            grad[at : at + hidden] += dh.sum(axis=0)
+            grad[at + hidden : at + 2 * hidden] += h.T @ ds
+    n = max(len(groups), 1)
+    return loss / n + penalty * float(theta @ theta) / n, grad / n + 2 * penalty * theta / n
+
+
+def _fit_weights(questions: list[Question], mean, scale, hidden: int, penalty: float, seed: int = 0) -> dict:
+    from scipy.optimize import minimize
+
+    d = len(reader.FEATURES)
+    groups = [((q.matrix - mean) / scale, q.labels) for q in questions if q.labels.any()]
+    size = d + (d * hidden + 2 * hidden if hidden else 0)
+    theta0 = np.random.default_rng(seed).normal(0, 0.05, size) if hidden else np.zeros(size)
+    result = minimize(_loss, theta0, args=(groups, d, hidden, penalty), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 400})
+    coef, layer = _unpack(result.x, d, hidden)
+    model = {"mean": mean, "scale": scale, "coef": coef}
+    if layer:
+        model["hidden"] = {"w1": layer[0], "b1": layer[1], "w2": layer[2]}
+    return model
+
+
+def _standardisation(questions: list[Question]):
+    stacked = np.vstack([q.matrix for q in questions])
+    return stacked.mean(axis=0), np.where(stacked.std(axis=0) > 1e-6, stacked.std(axis=0), 1.0)
+
+
+def recall_at_1(questions: list[Question]) -> float:
+    """Share of questions whose best-scored line holds a fact (questions with no such line count as misses)."""
+    return sum(bool(q.labels[int(np.argmax(q.scores))]) for q in questions) / max(len(questions), 1)
+
+
+def _out_of_fold(questions: list[Question], hidden: int, penalty: float) -> None:
+    """Scores for each dataset's questions from a model fit on the other datasets."""
+    for held in sorted({q.dataset for q in questions}):
+        train = [q for q in questions if q.dataset != held]
+        mean, scale = _standardisation(train)
+        model = _fit_weights(train, mean, scale, hidden, penalty)
+        for q in questions:
+            if q.dataset == held:
+                q.scores = reader.scores(q.matrix, model)
+
+
+# -- the selection rule ---------------------------------------------------------------
+def _answer_quality(questions: list[Question], rule: dict) -> tuple[float, float]:
+    """Mean fact share of the chosen lines and mean answer length, per dataset averaged."""
+    per: dict[str, list[tuple[float, int]]] = {}
+    for q in questions:
+        candidates = [replace(c, score=float(s)) for c, s in zip(q.candidates, q.scores)]
+        text = " ".join(c.text for c in choose_lines(q.question, candidates, rule, q.budget))
+        per.setdefault(q.dataset, []).append((fact_share(q.facts, [text]) or 0.0, len(text)))
+    recalls = [np.mean([r for r, _ in v]) for v in per.values()]
+    lengths = [np.mean([n for _, n in v]) for v in per.values()]
+    return float(np.mean(recalls)), float(np.mean(lengths))
+
+
+def choose_rule(questions: list[Question]) -> tuple[dict, float, float]:
+    """The selection rule with the best recall minus LENGTH_COST per character, on out-of-fold scores."""
+    best = None
+    for max_lines in MAX_LINES:
+        for margin in MARGINS:
+            for other in OTHER_MARGINS:
+                if other > margin:
+                    continue
+                for list_margin in LIST_MARGINS:
+                    rule = {"margin": margin, "other_margin": other, "list_margin": list_margin,
+                            "max_lines": max_lines}
+                    recall, chars = _answer_quality(questions, rule)
+                    value = recall - LENGTH_COST * chars
+                    if best is None or value > best[0]:
+                        best = (value, rule, recall, chars)
+    return best[1], best[2], best[3]
+
+
+def fit(questions: list[Question], sources: list[str]) -> dict:
+    """Choose the model form by leave-one-dataset-out recall@1, fit it on everything, choose
+    the selection rule on out-of-fold scores; return the model as JSON-ready data."""
+    usable = [q for q in questions if q.labels.any()]
+    trials = []
+    for hidden in HIDDEN_SIZES:
+        for penalty in PENALTIES:
+            _out_of_fold(questions, hidden, penalty)
+            trials.append((recall_at_1(questions), hidden, penalty))
+            log.info("hidden %d, penalty %.2f: out-of-fold recall@1 %.3f", hidden, penalty, trials[-1][0])
+    score, hidden, penalty = max(trials)
+    _out_of_fold(questions, hidden, penalty)
+    rule, recall, chars = choose_rule(questions)
+    mean, scale = _standardisation(questions)
+    model = _fit_weights(questions, mean, scale, hidden, penalty)
+    per_dataset = {}
+    for name in sorted({q.dataset for q in questions}):
+        subset = [q for q in questions if q.dataset == name]
+        per_dataset[name] = round(recall_at_1(subset), 4)
+    data = {
+        "features": list(reader.FEATURES),
+        "mean": [round(float(x), 6) for x in model["mean"]],
+        "scale": [round(float(x), 6) for x in model["scale"]],
+        "coef": [round(float(x), 6) for x in model["coef"]],
+        "selection": rule,
+        "fit": {
+            "sources": sources,
+            "questions": len(questions),
+            "questions_with_answer_line": len(usable),
+            "positive_pairs": int(sum(int(q.labels.sum()) for q in questions)),
+            "candidate_lines": int(sum(len(q.labels) for q in questions)),
+            "hidden": hidden,
+            "penalty": penalty,
+            "out_of_fold_recall_at_1": round(score, 4),
+            "out_of_fold_recall_at_1_per_dataset": per_dataset,
+            "out_of_fold_fact_recall": round(recall, 4),
+            "out_of_fold_answer_chars": round(chars, 1),
+            "trials": [{"hidden": h, "penalty": p, "recall_at_1": round(r, 4)} for r, h, p in trials],
+        },
+    }
+    if "hidden" in model:
+        data["hidden"] = {k: np.round(v, 6).tolist() for k, v in model["hidden"].items()}
+    return data
+
+
+def fit_reader(pairs: list[tuple[Path, Path]], settings: Settings, work_dir: Path, out: Path = reader.MODEL_PATH) -> dict:
+    """Collect labelled lines over (dataset, corpus) pairs, fit, write the model JSON; return it."""
+    questions: list[Question] = []
+    for dataset, corpus in pairs:
+        found = collect(dataset, corpus, settings, work_dir)
+        log.info("%s: %d answerable questions", dataset, len(found))
+        questions.extend(found)
+    data = fit(questions, [f"{d} on {c}" for d, c in pairs])
+    Path(out).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    reader.forget_loaded_models()
+    return data

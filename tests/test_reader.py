@@ -1,0 +1,162 @@
+"""The learned reader on a policy text of the shape users bring: furniture, restated questions,
+lists under an introducing line, quantities in words, padding lines, and what it does not say.
+
+Real index (bundled model, embedded Chroma, BM25) over the shipped corpus plus one generated
+report; the packaged reader, fusion and refusal models. No LLM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.answering import Assistant
+from rag.answering import reader
+from rag.answering.extractive import Candidate, _mark_bare_lists
+from rag.answering.reader_fit import Question, _fit_weights, _standardisation, recall_at_1
+from rag.answering.refusal import asked_type_missing
+
+pytestmark = pytest.mark.slow
+
+REPORT = """---
+title: Verkenning samenwerking onderwijs en jeugdhulp regio Noordkust
+kind: rapport
+year: 2019
+publisher: Regio Noordkust
+---
+# Verkenning samenwerking onderwijs en jeugdhulp regio Noordkust
+
+J. Jansen en P. Bakker, mei 2019
+
+## Aanleiding
+
+De regio zet al jaren in op samenwerking.
+Klopt het dat scholen te weinig steun krijgen van de jeugdhulp?
+Uit de gesprekken blijkt dat scholen vooral last hebben van lange wachttijden bij de jeugdhulp.
+
+## Deelnemers aan de pilot
+
+De regio zet al jaren in op samenwerking.
+Er doen twaalf basisscholen en drie scholen voor voortgezet onderwijs mee aan de pilot.
+Ouders beoordelen de ondersteuning op school gemiddeld met een 6,8.
+
+## Uitgangspunten
+
+De pilot is in 2018 gestart na een besluit van de gemeenteraad.
+Daarbij gelden vier principes:
+
+ • één kind, één plan
+ • de school als vindplaats van zorgvragen
+ • korte lijnen met het wijkteam
+ • ouders als volwaardige partner
+"""
+
+
+@pytest.fixture(scope="module")
+def assistant(tmp_path_factory, embedder):
+    from conftest import copy_corpus, make_settings
+
+    from rag.index import Index
+
+    base = tmp_path_factory.mktemp("reader")
+    corpus = copy_corpus(base / "corpus")
+    (corpus / "verkenning-noordkust.md").write_text(REPORT, encoding="utf-8")
+    settings = make_settings(base)
+    index = Index(settings, embeddings=embedder)
+    index.ingest()
+    return Assistant(settings, index.open(), chat_model=None)
+
+
+def quoted(answer) -> list[str]:
+    return [q for c in answer.citations for q in c.quotes]
+
+
+def test_quantity_in_words_is_the_answer_and_no_furniture_or_padding(assistant):
+    answer = assistant.ask("Hoeveel scholen doen er mee met de proef in Noordkust?")
+    assert not answer.refused, answer.text
+    lines = quoted(answer)
+    assert any("twaalf basisscholen" in q for q in lines), lines
+    assert not any("Jansen" in q or q.startswith("Verkenning") for q in lines), lines
+    assert not any(q.startswith("De regio zet al jaren") for q in lines), lines
+
+
+def test_grade_matches_cijfer(assistant):
+    answer = assistant.ask("Welk cijfer geven ouders aan de ondersteuning op school in Noordkust?")
+    assert not answer.refused, answer.text
+    assert any("6,8" in q for q in quoted(answer)), answer.text
+
+
+def test_a_restated_question_is_not_its_own_answer(assistant):
+    answer = assistant.ask("Klopt het dat scholen in Noordkust te weinig steun krijgen van de jeugdhulp?")
+    assert not answer.refused, answer.text
+    lines = quoted(answer)
+    assert not any(q.rstrip().endswith("?") for q in lines), lines
+    assert any("lange wachttijden" in q for q in lines), lines
+
+
+def test_a_list_under_its_introducing_line_is_quoted_whole(assistant):
+    answer = assistant.ask("Van welke uitgangspunten gaat de pilot in Noordkust uit?")
+    assert not answer.refused, answer.text
+    for item in ("één kind, één plan", "vindplaats", "korte lijnen", "volwaardige partner"):
+        assert item in answer.text, answer.text
+
+
+def test_items_without_bullets_are_quoted_as_items(corpus_index):
+    settings, index = corpus_index
+    answer = Assistant(settings, index, chat_model=None).ask("Wat levert de samenwerking op voor leerlingen?")
+    assert not answer.refused, answer.text
+    assert "\n- minder thuiszitters" in answer.text, answer.text
+    assert "thuiszitters [1] thuis" not in answer.text, answer.text
+
+
+def test_a_cost_the_text_does_not_give_is_refused(assistant):
+    answer = assistant.ask("Wat kost de pilot in Noordkust per school?")
+    assert answer.refused, answer.text
+
+
+def test_answer_types_read_from_the_question():
+    assert reader.asked_for("Hoeveel scholen doen mee?").quantity
+    assert reader.asked_for("Welk cijfer geven ouders?").quantity
+    assert reader.asked_for("Wat kost de pilot?").quantity
+    assert reader.asked_for("Kan ik een laag verwijderen?").yes_no
+    assert not reader.asked_for("Waarom duurt het zo lang?").yes_no
+    assert reader.asked_for("Waarom duurt het zo lang?").reason
+    assert reader.has_number("Er doen twaalf scholen mee")
+    assert reader.has_number("vijfentwintig gemeenten")
+    assert not reader.has_number("Er doet een school mee en de regio")
+    assert asked_type_missing("Hoeveel scholen doen mee?", "De regio werkt samen.")
+    assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
+
+
+def test_bare_lines_in_a_row_become_items_but_sentences_do_not():
+    cands = [Candidate(t, 0, i, False, set()) for i, t in enumerate(
+        ["Wat levert het op?", "minder thuiszitters", "tevreden ouders", "minder verwijzingen", "Dit is een zin."])]
+    _mark_bare_lists(cands)
+    assert [c.is_item for c in cands] == [False, True, True, True, False]
+    two = [Candidate(t, 0, i, False, set()) for i, t in enumerate(["Aan de slag", "Inhoudsopgave", "Een zin."])]
+    _mark_bare_lists(two)
+    assert not any(c.is_item for c in two)
+
+
+def test_the_fit_learns_the_informative_feature_and_ranks_held_out_questions():
+    """On synthetic questions where one feature marks the answer line, the conditional logit
+    puts the answer line first on questions it was not fit on."""
+    rng = np.random.default_rng(1)
+    d = len(reader.FEATURES)
+    target = reader.FEATURES.index("number_match")
+
+    def question(i):
+        matrix = rng.normal(size=(12, d)).astype(np.float32)
+        matrix[:, target] = 0.0
+        answer = int(rng.integers(12))
+        matrix[answer, target] = 1.0
+        labels = np.zeros(12, dtype=bool)
+        labels[answer] = True
+        return Question("synthetic", str(i), "q", ["f"], [], matrix, labels)
+
+    train, held = [question(i) for i in range(60)], [question(i) for i in range(60, 90)]
+    mean, scale = _standardisation(train)
+    model = _fit_weights(train, mean, scale, hidden=0, penalty=0.1)
+    assert int(np.argmax(np.abs(model["coef"]))) == target
+    for q in held:
+        q.scores = reader.scores(q.matrix, model)
+    assert recall_at_1(held) == 1.0
