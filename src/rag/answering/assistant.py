@@ -27,7 +27,7 @@ from .answer import (
     Citation,
 )
 from .extractive import Candidate, ExtractiveAnswerer, Selection, asked_words
-from .followups import condense_question
+from .followups import condense_question, is_follow_up
 from .llm import LLMAnswerer, _best_line, _leaks_prompt
 from .questions import is_instruction, is_overview, kinds_named, validate_question
 from .refusal import Verdict, background_vector, decide, features
@@ -121,12 +121,15 @@ class Assistant:
     def _condense(self, question: str, history: list[dict]) -> str:
         if not history:
             return question
+        rule = condense_question(question, history)
+        if not is_follow_up(question, history):
+            return rule  # it stands alone (own subject, or another language): nothing to rewrite
         if self.llm:
             try:
                 return self.llm.condense(question, history)
             except Exception:  # noqa: BLE001 - any LLM failure falls back to the rule
                 log.info("follow-up rewrite by the LLM failed; using the rule")
-        return condense_question(question, history)
+        return rule
 
     def analyse(self, question: str, history: list[dict] | None = None, k: int | None = None) -> Analysis:
         """Retrieve passages, choose answer lines and compute the refusal features (no decision)."""
