@@ -9,8 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.answering import Assistant
-from rag.answering import reader
+from rag.answering import Assistant, reader
 from rag.answering.extractive import Candidate, _mark_bare_lists
 from rag.answering.reader_fit import Question, _fit_weights, _standardisation, recall_at_1
 from rag.answering.refusal import asked_type_missing

@@ -56,7 +56,7 @@ def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> 
     for case in load_dataset(dataset):
         if not case.answerable or not case.facts or is_instruction(case.user_input):
             continue
-        query = assistant._condense(case.user_input, case.history)
+        query, _ = assistant.standalone(case.user_input, case.history)
         vector = searcher.embed_query(query)
         dense = index.dense_search(vector, n)
         lexical = index.lexical().search(query, n)

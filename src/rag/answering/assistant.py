@@ -131,13 +131,17 @@ class Assistant:
                 log.info("follow-up rewrite by the LLM failed; using the rule")
         return rule
 
+    def standalone(self, question: str, history: list[dict] | None = None) -> tuple[str, set[str]]:
+        """The question made to stand alone (a follow-up condensed with the history) and its focus
+        words: a follow-up's own words, which weigh more than those carried over."""
+        history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
+        condensed = self._condense(question, history)
+        return condensed, set(asked_words(question)) if condensed != question else set()
+
     def analyse(self, question: str, history: list[dict] | None = None, k: int | None = None) -> Analysis:
         """Retrieve passages, choose answer lines and compute the refusal features (no decision)."""
         k = check_k(self.settings.k if k is None else k)
-        history = [m for m in (history or []) if m.get("role") in ("user", "assistant") and m.get("content")]
-        condensed = self._condense(question, history)
-        # A follow-up's own words weigh more than those carried over from the previous question.
-        focus = set(asked_words(question)) if condensed != question else set()
+        condensed, focus = self.standalone(question, history)
         # One forward pass for the question, shared by retrieval and line scoring.
         vector = self.searcher.embed_query(condensed) if self.settings.retrieval_mode != "lexical" else None
         passages = self.searcher.search(condensed, k, vector=vector)

@@ -25,7 +25,7 @@ from ..evaluation import fact_in, fact_share, load_dataset
 from ..index import Index
 from . import reader
 from .assistant import Assistant
-from .extractive import Candidate, asked_words, choose_lines
+from .extractive import Candidate, choose_lines
 from .questions import is_instruction
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> 
     for case in load_dataset(dataset):
         if not case.answerable or not case.facts or is_instruction(case.user_input):
             continue
-        condensed = assistant._condense(case.user_input, case.history)
-        focus = set(asked_words(case.user_input)) if condensed != case.user_input else set()
+        condensed, focus = assistant.standalone(case.user_input, case.history)
         vector = assistant.searcher.embed_query(condensed)
         passages = assistant.searcher.search(condensed, local.k, vector=vector)
         candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)

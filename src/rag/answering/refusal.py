@@ -23,8 +23,8 @@ import numpy as np
 
 from ..lexical import content_words
 from ..retrieval import Passage
-from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
 from . import reader
+from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
 from .questions import named_terms
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
