@@ -55,6 +55,7 @@ SUMMARY_METRICS: dict[str, tuple[str, str]] = {
     "context_recall": ("Context recall (facts in top-k)", "answerable"),
     "fact_recall": ("Fact recall (facts in answer)", "answerable"),
     "refusal_accuracy": ("Refusal accuracy", "all"),
+    "correct": ("Correct (every fact, or a right refusal)", "all"),
     "false_refusals": ("False refusals (count)", "answerable"),
     "missed_refusals": ("Missed refusals (count)", "unanswerable"),
     "answer_chars_median": ("Answer length, median chars", "answered"),
@@ -394,6 +395,8 @@ def score_case(result: CaseResult) -> CaseResult:
         if c.facts:
             m["fact_recall"] = float(answer or 0.0)
     m["refusal_correct"] = float(result.refused == (not c.answerable))
+    # The case as a user sees it: an answer holding every fact, or a refusal where the sources are silent.
+    m["correct"] = float(m.get("fact_recall", 0.0) == 1.0) if c.answerable else m["refusal_correct"]
     if not result.refused:
         m["answer_chars"] = float(len(result.response))
         sources = {}
@@ -418,6 +421,7 @@ def summarize(results: list[CaseResult], judged: bool = False) -> dict[str, floa
     for name in ("doc_hit_at_1", "doc_hit_at_k", "mrr", "context_recall", "fact_recall"):
         summary[name] = _mean([r.metrics[name] for r in answerable if name in r.metrics])
     summary["refusal_accuracy"] = _mean([r.metrics["refusal_correct"] for r in results])
+    summary["correct"] = _mean([r.metrics["correct"] for r in results if "correct" in r.metrics])
     summary["false_refusals"] = float(sum(1 for r in answerable if r.refused))
     summary["missed_refusals"] = float(sum(1 for r in results if not r.case.answerable and not r.refused))
     lengths = [r.metrics["answer_chars"] for r in answered if "answer_chars" in r.metrics]

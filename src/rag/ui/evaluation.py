@@ -45,6 +45,7 @@ METRIC_LABELS = {
     "context_recall": "Contextrecall (feiten in de top-k passages)",
     "fact_recall": "Feitenrecall (feiten in het antwoord)",
     "refusal_accuracy": "Terecht geweigerd of beantwoord",
+    "correct": "Goed (alle feiten, of terecht geweigerd)",
     "false_refusals": "Onterecht geweigerd (aantal)",
     "missed_refusals": "Onterecht beantwoord (aantal)",
     "answer_chars_median": "Lengte antwoord, mediaan in tekens",
