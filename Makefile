@@ -30,7 +30,7 @@ run: install
 	$(VENV)/bin/streamlit run app.py
 
 eval: install
-	$(VENV)/bin/rag eval --compare --report evals/reports/latest.md --json evals/reports/latest.json
+	$(VENV)/bin/rag eval --dataset evals/dev.jsonl --own-index --compare --report evals/reports/latest.md --json evals/reports/latest.json
 
 bench: install
 	$(VENV)/bin/rag bench --json evals/reports/bench.json

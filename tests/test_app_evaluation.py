@@ -1,7 +1,8 @@
 """The Evaluatie page through AppTest: a hand-written report, no report, and the run button on a real temp index.
 
 The report and dataset paths come from RAG_EVAL_REPORT / RAG_EVAL_DATASET and the tests run in a
-temp working directory, so the repository's evals/reports is never read or written.
+temp working directory, so the repository's evals/reports is never read or written. The button runs
+on the dataset's own index (rag.evalindex), so an upload to the live corpus leaves its score alone.
 """
 
 from __future__ import annotations
@@ -143,7 +144,30 @@ def test_report_shows_config_metrics_and_failing_cases(unindexed, tmp_path, monk
     assert "<script>" not in case
     assert any("fs\\-knelpunten" in c.value for c in at.expander[0].caption)  # the id, for maintainers, small
     assert "weigering" in "\n".join(m.value for m in at.expander[1].markdown)
-    assert at.code[-1].value == page.COMMAND
+    assert at.code[-1].value == page.command(tmp_path / "gold.jsonl")
+    assert "Evaluatieset:" not in text  # an older report that did not record its dataset: nothing guessed
+
+
+def test_report_says_which_split_and_documents_it_evaluated(unindexed, tmp_path, monkeypatch):
+    path = write_report(tmp_path / "reports" / "latest.json")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["config"].update(dataset="evals/dev.jsonl", eval_index={"documents": [
+        {"doc_id": "factsheet-2021", "title": "Factsheet Aansluiting onderwijs en jeugdhulp 2021"},
+        {"doc_id": "projectpagina-2021", "title": ""}], "index_dir": ".rag/eval/dev/index"})
+    path.write_text(json.dumps(data), encoding="utf-8")
+    at = open_page(monkeypatch, unindexed, tmp_path)
+
+    text = markdown(at)
+    assert "**Evaluatieset:** evals/dev\\.jsonl (dev\\-set\\: alleen om te rapporteren" in text
+    assert ("**Geëvalueerd op:** een eigen index met alleen Factsheet Aansluiting onderwijs en jeugdhulp 2021 "
+            "\\(factsheet\\-2021\\), projectpagina\\-2021; toegevoegde of geüploade documenten tellen niet mee") in text
+
+    data["config"].update(dataset="evals/tune.jsonl")  # a `rag eval` run on the live index
+    del data["config"]["eval_index"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    text = markdown(open_page(monkeypatch, unindexed, tmp_path))
+    assert "evals/tune\\.jsonl (afstemset" in text
+    assert "**Geëvalueerd op:** de index met alle documenten uit de bronnenmap, ook toegevoegde" in text
 
 
 def test_comparison_from_the_markdown_report_is_charted(unindexed, tmp_path, monkeypatch):
@@ -186,7 +210,8 @@ def test_no_report_explains_how_to_make_one(unindexed, tmp_path, monkeypatch):
 
     assert "nog geen evaluatierapport" in at.info[0].value
     assert "Evaluatie uitvoeren" in at.info[0].value
-    assert at.code[0].value == page.COMMAND
+    assert at.code[0].value == page.command(tmp_path / "gold.jsonl")
+    assert "--own-index" in at.code[0].value
     assert not at.dataframe
     assert not (tmp_path / "reports").exists()
 
@@ -197,7 +222,7 @@ def test_unreadable_report_is_a_dutch_error(unindexed, tmp_path, monkeypatch):
     at = open_page(monkeypatch, unindexed, tmp_path)
 
     assert "kan niet gelezen worden" in at.error[0].value
-    assert at.code[0].value == page.COMMAND
+    assert at.code[0].value == page.command(tmp_path / "gold.jsonl")
 
 
 def test_default_paths_are_relative_to_the_working_dir(monkeypatch):
@@ -205,38 +230,125 @@ def test_default_paths_are_relative_to_the_working_dir(monkeypatch):
     monkeypatch.delenv(page.DATASET_ENV, raising=False)
     assert page.report_path() == page.REPORT_PATH
     assert str(page.REPORT_PATH) == "evals/reports/latest.json"
-    assert page.dataset_path() == page.DATASET_PATH
+    assert [p.as_posix() for p, _ in page.datasets()] == ["evals/dev.jsonl", "evals/conversations-dev.jsonl"]
+    assert page.COMMAND == ("rag eval --dataset evals/dev.jsonl --own-index --compare "
+                            "--report evals/reports/latest.md --json evals/reports/latest.json")
+
+
+def test_the_page_offers_dev_splits_about_the_shipped_corpus():
+    """Report-only splits (never the tuning split) whose every document ships in corpus/."""
+    from conftest import ROOT
+
+    from rag.evalindex import referenced_documents
+    from rag.evaluation import split_of
+
+    shipped = {p.stem for p in (ROOT / "corpus").iterdir() if p.suffix in (".md", ".pdf", ".txt", ".html", ".docx")}
+    for dataset, label in page.DEV_SPLITS:
+        assert split_of(dataset).startswith("dev split"), dataset
+        documents = referenced_documents(load_dataset(ROOT / dataset))
+        assert documents and set(documents) <= shipped, (dataset, documents)
+        assert "meegeleverde documenten" in label
+    assert any(c.history for c in load_dataset(ROOT / page.DEV_SPLITS[1][0]))  # the conversation set
+
+
+def test_the_dataset_is_chosen_on_the_page(unindexed, tmp_path, monkeypatch):
+    import os
+
+    both = os.pathsep.join([str(tmp_path / "een.jsonl"), str(tmp_path / "twee.jsonl")])
+    at = open_page(monkeypatch, unindexed, tmp_path, **{page.DATASET_ENV: both})
+    box = at.selectbox(key="eval_dataset")
+    assert box.label == "Evaluatieset"
+    assert [str(o) for o in box.options] == [f"Evaluatieset een.jsonl ({tmp_path.as_posix()}/een.jsonl)",
+                                             f"Evaluatieset twee.jsonl ({tmp_path.as_posix()}/twee.jsonl)"]
+    box.select_index(1).run()
+    assert at.code[0].value == page.command(tmp_path / "twee.jsonl")
 
 
 # -- the button ------------------------------------------------------------------------------
-@pytest.mark.slow
-def test_button_runs_the_eval_and_writes_the_report(indexed, tmp_path, monkeypatch):
+DEV_CASES = ("dev-en-pilots", "dev-vormen-gemeenten-ketenaanpak", "dev-na-kosten-arrangement")
+# What an upload could add: the answer to a dev question the shipped documents do not answer.
+UPLOAD_NAME = "kosten-onderwijszorgarrangementen.md"
+UPLOAD = ("# Kosten van onderwijszorgarrangementen\n\n"
+          "Een onderwijszorgarrangement kost gemiddeld 12.500 euro per leerling per jaar.\n")
+
+
+def dev_subset(path, ids=DEV_CASES) -> list[dict]:
+    """These cases of evals/dev.jsonl, as a JSONL file."""
     from conftest import ROOT
 
-    gold = ROOT / "evals" / "tune.jsonl"
-    refusal = next(c.id for c in load_dataset(gold) if not c.answerable)
-    lines = [line for line in gold.read_text(encoding="utf-8").splitlines()
-             if line.strip() and json.loads(line)["id"] in {"fs-aantal-pilots", refusal}]
-    assert len(lines) == 2
-    (tmp_path / "gold.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines = [line for line in (ROOT / "evals" / "dev.jsonl").read_text(encoding="utf-8").splitlines()
+             if line.strip() and json.loads(line)["id"] in ids]
+    assert len(lines) == len(ids)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [json.loads(line) for line in lines]
+
+
+def click_run(at: AppTest) -> dict:
+    """Press the button; the report it wrote."""
+    next(b for b in at.button if b.label == "Evaluatie uitvoeren").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return json.loads(page.report_path().read_text(encoding="utf-8"))
+
+
+@pytest.mark.slow
+def test_button_runs_the_eval_on_the_sets_own_index_and_writes_the_report(indexed, tmp_path, monkeypatch):
+    cases = dev_subset(tmp_path / "gold.jsonl")
     at = open_page(monkeypatch, indexed, tmp_path)
     assert at.info and "nog geen evaluatierapport" in at.info[0].value
 
-    next(b for b in at.button if b.label == "Evaluatie uitvoeren").click().run()
-    assert not at.exception, at.exception
-
-    report = tmp_path / "reports" / "latest.json"
-    assert report.is_file()
-    data = json.loads(report.read_text(encoding="utf-8"))
+    data = click_run(at)
     assert set(data) == {"summary", "config", "split", "risk_coverage", "operating_point", "cases"}
-    assert data["summary"]["cases"] == 2 and data["summary"]["answerable_cases"] == 1
+    assert data["summary"]["cases"] == 3 and data["summary"]["answerable_cases"] == 2
     assert data["config"]["answerer"] == "extractief" and data["config"]["k"] == 5
     assert "multilingual-e5-small" in data["config"]["embed_model"]
-    assert [c["id"] for c in data["cases"]] == [json.loads(line)["id"] for line in lines]
-    assert "Evaluatie klaar\\: 2 vragen" in at.success[0].value
+    assert data["config"]["dataset"] == str(tmp_path / "gold.jsonl")
+    own = data["config"]["eval_index"]
+    assert [d["doc_id"] for d in own["documents"]] == ["factsheet-2021"]  # only what the set is about
+    assert own["documents"][0]["title"] == "Factsheet Aansluiting onderwijs en jeugdhulp 2021"
+    assert own["index_dir"] == str(indexed / "index" / "eval" / "gold" / "index")
+    assert sorted(p.name for p in (indexed / "index" / "eval" / "gold" / "corpus").iterdir()) == ["factsheet-2021.md"]
+    assert [c["id"] for c in data["cases"]] == [c["id"] for c in cases]
+
+    assert "Evaluatie klaar\\: 3 vragen uit" in at.success[0].value
+    assert "eigen index met Factsheet Aansluiting onderwijs en jeugdhulp 2021 \\(factsheet\\-2021\\)" in at.success[0].value
     values = dict(zip(summary_table(at)["Maatstaf"], summary_table(at)["Waarde"]))
-    assert values["Vragen"] == "2"
+    assert values["Vragen"] == "3"
+    assert "**Geëvalueerd op:** een eigen index met alleen Factsheet" in markdown(at)
     assert not at.info  # the no-report hint is gone
+
+
+@pytest.mark.slow
+def test_an_upload_to_the_live_corpus_does_not_change_the_score(tmp_path, monkeypatch):
+    """The page's failing cases, answers and summary stay the same when a document is added to the live
+    corpus, though the live index now answers one of the set's questions from it (the old page's did)."""
+    from apphelpers import settings_for
+
+    from rag.answering import Assistant
+    from rag.index import Index
+
+    root = make_root(tmp_path / "root")
+    dev_subset(tmp_path / "gold.jsonl")
+    at = open_page(monkeypatch, root, tmp_path)
+    before = click_run(at)
+    failing_before = [c for c, _ in page.failing_cases(before)]
+
+    (root / "corpus" / UPLOAD_NAME).write_text(UPLOAD, encoding="utf-8")  # what the Bronnen page does
+    live = Index(settings_for(root))
+    assert live.ingest(paths=[root / "corpus" / UPLOAD_NAME]).changed_docs == [UPLOAD_NAME.removesuffix(".md")]
+    live.close()
+    answer = Assistant(settings_for(root)).ask("Wat kost een onderwijszorgarrangement gemiddeld?")
+    assert not answer.refused and "12.500" in answer.text  # on the live index the upload answers it ...
+    kosten = next(c for c in before["cases"] if c["id"] == "dev-na-kosten-arrangement")
+    assert "12.500" not in kosten["response"]  # ... which the shipped documents do not
+
+    after = click_run(at)
+    assert after["summary"] == before["summary"]
+    assert [c for c, _ in page.failing_cases(after)] == failing_before
+    assert [(c["id"], c["response"], c["refused"]) for c in after["cases"]] == \
+        [(c["id"], c["response"], c["refused"]) for c in before["cases"]]
+    assert after["config"]["eval_index"]["documents"] == before["config"]["eval_index"]["documents"]
+    assert not (root / "index" / "eval" / "gold" / "corpus" / UPLOAD_NAME).exists()
 
 
 def test_button_with_a_missing_dataset_is_a_dutch_error(unindexed, tmp_path, monkeypatch):
@@ -246,7 +358,19 @@ def test_button_with_a_missing_dataset_is_a_dutch_error(unindexed, tmp_path, mon
     assert "evaluatievragen konden niet gelezen worden" in at.error[0].value
     assert "bestaat\\-niet\\.jsonl" in at.error[0].value
     assert not (tmp_path / "reports").exists()
-    assert not (unindexed / "index" / "catalog.sqlite").exists()  # checked before the index is touched
+    assert not (unindexed / "index" / "catalog.sqlite").exists()  # checked before any index is touched
+    assert not (unindexed / "index" / "eval").exists()
+
+
+def test_button_without_the_sets_documents_is_a_dutch_error(unindexed, tmp_path, monkeypatch):
+    """The corpus folder lacks the factsheet the set is about: no score over part of the documents."""
+    dev_subset(tmp_path / "gold.jsonl")
+    at = open_page(monkeypatch, unindexed, tmp_path)
+    next(b for b in at.button if b.label == "Evaluatie uitvoeren").click().run()
+    assert not at.exception, at.exception
+    assert "niet in de bronnenmap" in at.error[0].value and "factsheet\\-2021" in at.error[0].value
+    assert not (tmp_path / "reports").exists()
+    assert not (unindexed / "index" / "eval").exists()
 
 
 # -- `rag eval` writes what the page shows ------------------------------------------------

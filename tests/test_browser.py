@@ -222,6 +222,7 @@ def test_evaluation_page_shows_questions_and_a_readable_table(server, sync_playw
             page.get_by_text(failing["reference"]).wait_for()  # what was expected ...
             page.get_by_text("Geantwoord").wait_for()  # ... next to what was answered
             assert failing["id"] in main.inner_text()  # the id only inside, for maintainers
+            assert "Evaluatieset" in main.inner_text() and "Geëvalueerd op" in main.inner_text()  # what it ran on
 
             table = page.locator('[data-testid="stTable"]')
             table.wait_for()

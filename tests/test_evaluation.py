@@ -60,7 +60,7 @@ CASE_KEYS = {
     "retrieved_doc_ids", "retrieved_context_ids", "retrieved_contexts", "metrics", "answerability",
     "correct_if_answered", "reference", "history", "condensed_question",
 }
-CONFIG_KEYS = {"embed_model": str, "answerer": str, "k": int, "chunking": str, "commit": str}
+CONFIG_KEYS = {"embed_model": str, "answerer": str, "k": int, "chunking": str, "commit": str, "dataset": str}
 
 SMALL_CASES = [
     {"id": "knelpunten", "user_input": "Welk deel van de gemeenten ervaart knelpunten?",

@@ -749,12 +749,18 @@ def run_eval(
     chat_model=None,
     progress: bool = True,
     dataset: Path = DEFAULT_DATASET,
+    own_index=None,
 ) -> EvalRun:
-    """Run the dataset through our Assistant (and the baselines with `compare`)."""
+    """Run the dataset through our Assistant (and the baselines with `compare`).
+
+    With `own_index` (a rag.evalindex.EvalIndex) the run uses its settings and index: only the
+    documents the dataset is about, whatever else the live corpus holds."""
     from .answering import Assistant
     from .index import Index
     from .retrieval import check_k
 
+    if own_index is not None:
+        settings = own_index.settings
     k = check_k(k or settings.k)
     index = index or Index(settings).open()
     assistant = Assistant(settings, index=index, chat_model=chat_model)
@@ -776,7 +782,10 @@ def run_eval(
         "k": k,
         "chunking": f"structure-aware size={settings.chunk_size} overlap={settings.chunk_overlap}",
         "commit": git_commit(),
+        "dataset": str(dataset),
     }
+    if own_index is not None:
+        config["eval_index"] = own_index.describe()
     return EvalRun(Path(dataset), config, ours, baselines, judged=judge_model is not None)
 
 
@@ -842,7 +851,9 @@ def markdown_report(run: EvalRun) -> str:
         "# Answer-quality eval",
         "",
         (f"Dataset `{run.dataset}` — {split_of(run.dataset)} ({len(run.ours.results)} cases) · answerer `{cfg['answerer']}` · "
-         f"embeddings `{cfg['embed_model']}` · k={cfg['k']} · chunking {cfg['chunking']} · commit `{cfg['commit']}`"),
+         f"embeddings `{cfg['embed_model']}` · k={cfg['k']} · chunking {cfg['chunking']} · commit `{cfg['commit']}`"
+         + (" · own index of " + ", ".join(f"`{d['doc_id']}`" for d in cfg["eval_index"]["documents"])
+            if cfg.get("eval_index") else "")),
         "",
         "## Summary",
         "",
@@ -926,8 +937,11 @@ def write_report(run: EvalRun, path: Path) -> None:
               help="Also run BM25-only, dense-only and the LangChain-tutorial pipeline; print them side by side.")
 @click.option("--judge", is_flag=True,
               help="Add faithfulness and answer relevance judged by the configured LLM (needs RAG_LLM).")
+@click.option("--own-index", is_flag=True,
+              help="Evaluate on an index of only the corpus documents the dataset's reference_doc_ids name "
+                   "(copied to RAG_INDEX_DIR/eval/, re-indexed when they change), not on the live index.")
 def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out: Path | None,
-                 compare: bool, judge: bool) -> None:
+                 compare: bool, judge: bool, own_index: bool) -> None:
     """Measure answer quality on an eval dataset (retrieval, answers, refusals, citations)."""
     try:
         settings = Settings()
@@ -946,7 +960,16 @@ def eval_command(dataset: Path, k: int | None, json_out: Path | None, report_out
             judge_model = build_chat_model(settings)
         cases = load_dataset(dataset)
         click.echo(f"Dataset {dataset}: {split_of(dataset)}, {len(cases)} cases", err=True)
-        run = run_eval(settings, cases, k=k, compare=compare, judge_model=judge_model, dataset=dataset)
+        eval_index = None
+        if own_index:
+            from .evalindex import prepare
+
+            eval_index = prepare(settings, cases, dataset)
+            click.echo(f"Own index {eval_index.settings.index_dir}: "
+                       + ", ".join(d["doc_id"] for d in eval_index.documents)
+                       + (f" (re-indexed: {', '.join(eval_index.changed)})" if eval_index.changed else ""), err=True)
+        run = run_eval(settings, cases, k=k, compare=compare, judge_model=judge_model, dataset=dataset,
+                       own_index=eval_index)
         if json_out:
             write_json(run, json_out)
         if report_out:

@@ -1,5 +1,8 @@
 """Evaluatie page: the latest `rag eval` report (metrics, comparison, failing cases) and a button to run it.
 
+The button runs a dev split about the shipped corpus against that split's own index (rag.evalindex:
+only the corpus documents the split names), so documents users upload never change the score.
+
 The report is the JSON that `rag eval --json OUT` writes (summary, config, cases: ours only).
 The side-by-side comparison with the baselines (`--compare`) is only in the Markdown report,
 so it is read from the `.md` next to the JSON, and shown only when its "ours" column matches
@@ -20,9 +23,13 @@ import streamlit as st
 from rag.ui import common
 
 REPORT_PATH = Path("evals/reports/latest.json")  # relative to the working directory
-DATASET_PATH = Path("evals/tune.jsonl")
+# The report-only splits about the shipped corpus, with their Dutch label; the first is the default.
+DEV_SPLITS = (
+    (Path("evals/dev.jsonl"), "Vragen over de meegeleverde documenten"),
+    (Path("evals/conversations-dev.jsonl"), "Gesprekken over de meegeleverde documenten"),
+)
 REPORT_ENV = "RAG_EVAL_REPORT"  # overrides REPORT_PATH (tests, other setups)
-DATASET_ENV = "RAG_EVAL_DATASET"  # overrides DATASET_PATH
+DATASET_ENV = "RAG_EVAL_DATASET"  # overrides DEV_SPLITS: one path, or several joined by os.pathsep
 CHART_METRICS = {  # metric -> short label on the chart's axis
     "fact_recall": "Feitenrecall",
     "refusal_accuracy": "Terecht geweigerd/beantwoord",
@@ -31,7 +38,9 @@ CHART_METRICS = {  # metric -> short label on the chart's axis
 OURS = "ours"
 QUESTION_CHARS = 120  # a failing case's question in its expander label
 
-COMMAND = "rag eval --compare --report evals/reports/latest.md --json evals/reports/latest.json"
+COMMAND_TEMPLATE = ("rag eval --dataset {dataset} --own-index --compare "
+                    "--report evals/reports/latest.md --json evals/reports/latest.json")
+COMMAND = COMMAND_TEMPLATE.format(dataset=DEV_SPLITS[0][0].as_posix())
 NO_REPORT = (
     "Er is nog geen evaluatierapport. Maak er een met de knop **Evaluatie uitvoeren** hierboven, "
     "of in een terminal (met de vergelijking met de andere zoekmethoden):"
@@ -83,6 +92,12 @@ CONFIG_LABELS = (
     ("chunking", "Opknippen in passages"),
     ("commit", "Commit"),
 )
+# rag.evaluation.split_of (English) -> Dutch, by its first word.
+SPLIT_LABELS = {
+    "dev": "dev-set: alleen om te rapporteren, de assistent is er nooit op afgesteld",
+    "tuning": "afstemset: de assistent is hierop afgesteld, dus de score is te rooskleurig",
+    "custom": "eigen evaluatieset",
+}
 
 
 class ReportError(Exception):
@@ -94,9 +109,30 @@ def report_path() -> Path:
     return Path(os.environ.get(REPORT_ENV) or REPORT_PATH)
 
 
-def dataset_path() -> Path:
-    """The dataset the button runs: $RAG_EVAL_DATASET or DATASET_PATH."""
-    return Path(os.environ.get(DATASET_ENV) or DATASET_PATH)
+def datasets() -> list[tuple[Path, str]]:
+    """The datasets the button offers, with their Dutch label: $RAG_EVAL_DATASET or DEV_SPLITS."""
+    listed = [p for p in (os.environ.get(DATASET_ENV) or "").split(os.pathsep) if p.strip()]
+    if listed:
+        return [(Path(p), f"Evaluatieset {Path(p).name}") for p in listed]
+    return list(DEV_SPLITS)
+
+
+def command(dataset: Path) -> str:
+    """The terminal command that writes the same report for `dataset`, with the comparison."""
+    return COMMAND_TEMPLATE.format(dataset=Path(dataset).as_posix())
+
+
+def split_label(dataset: str | Path) -> str:
+    """Which kind of split a dataset file is, in Dutch."""
+    from rag.evaluation import split_of
+
+    return SPLIT_LABELS.get(split_of(Path(dataset)).split()[0], SPLIT_LABELS["custom"])
+
+
+def documents_label(documents: list[dict]) -> str:
+    """"Titel (doc-id), Titel (doc-id)" for the documents of an eval's own index."""
+    return ", ".join(f"{d.get('title')} ({d.get('doc_id')})" if d.get("title") else str(d.get("doc_id"))
+                     for d in documents if isinstance(d, dict))
 
 
 # -- reading a report ---------------------------------------------------------------
@@ -257,58 +293,77 @@ def dutch_failure(reason: str) -> str:
 
 
 # -- running the eval ---------------------------------------------------------------
-def run_evaluation(settings, cases: list, dataset: Path, progress: Callable[[int, int], None] | None = None):
-    """Run the cases (loaded from `dataset`) through the cached Assistant, ours only like `rag eval`
-    without --compare, at k = RAG_K. Returns the rag.evaluation.EvalRun (`.as_json()` is what --json
-    writes); `progress(done, total)` is called after every case.
+def run_evaluation(eval_index, cases: list, dataset: Path, progress: Callable[[int, int], None] | None = None):
+    """Run the cases (loaded from `dataset`) on the dataset's own index (a rag.evalindex.EvalIndex),
+    ours only like `rag eval --own-index` without --compare, at k = RAG_K. Returns the
+    rag.evaluation.EvalRun (`.as_json()` is what --json writes); `progress(done, total)` is called
+    after every case.
     """
     from rag import evaluation as ev
+    from rag.answering import Assistant
+    from rag.index import Index
     from rag.retrieval import check_k
 
-    assistant = common.get_assistant(settings)
-    k = check_k(settings.k)
-    results = []
-    for done, case in enumerate(cases, start=1):
-        results += ev.run_assistant(assistant, [case], k, progress=False)
-        if progress:
-            progress(done, len(cases))
+    settings = eval_index.settings
+    index = Index(settings).open()
+    try:
+        assistant = Assistant(settings, index=index)  # its own, not the cached one of the live index
+        k = check_k(settings.k)
+        results = []
+        for done, case in enumerate(cases, start=1):
+            results += ev.run_assistant(assistant, [case], k, progress=False)
+            if progress:
+                progress(done, len(cases))
+        embed_model = index.info().get("embed_model")
+    finally:
+        index.close()
     name = f"ours ({settings.retrieval_mode})"
     ours = ev.Configuration(name, k, results, ev.summarize(results))
-    info = common.open_catalog(settings)
-    try:
-        embed_model = info.info().get("embed_model") if info else None
-    finally:
-        if info:
-            info.close()
     config = {
         "embed_model": str(embed_model or settings.embed_model),
         "answerer": assistant.backend,
         "k": k,
         "chunking": f"structure-aware size={settings.chunk_size} overlap={settings.chunk_overlap}",
         "commit": ev.git_commit(),
+        "dataset": str(dataset),
+        "eval_index": eval_index.describe(),
     }
     return ev.EvalRun(Path(dataset), config, ours)
 
 
-def _run_button(settings, path: Path) -> None:
+def _choose_dataset() -> Path:
+    options = datasets()
+    labels = dict(options)
+    return st.selectbox("Evaluatieset", [p for p, _ in options], key="eval_dataset",
+                        format_func=lambda p: f"{labels[p]} ({p.as_posix()})",
+                        help="Alleen sets waarop de assistent nooit is afgesteld, over de meegeleverde documenten.")
+
+
+def _run_button(settings, path: Path, dataset: Path) -> None:
     from rag.errors import RagError
+    from rag.evalindex import EvalDocumentsError, prepare
     from rag.evaluation import DatasetError, load_dataset, write_json
 
-    dataset = dataset_path()
     if not st.button("Evaluatie uitvoeren", icon=":material/play_arrow:", type="primary",
                      help=f"Stelt alle vragen uit {dataset} aan de assistent en schrijft het rapport naar {path}."):
         return
+    bar = st.empty()
     try:
         cases = load_dataset(dataset)
-        if not common.ensure_index(settings):
-            return
-        bar = st.progress(0.0, text="Vragen voorbereiden…")
+        bar.progress(0.0, text="Eigen index van de evaluatieset bijwerken…")
+        eval_index = prepare(settings, cases, dataset, progress=lambda done, total: bar.progress(
+            done / total, text=f"Eigen index: {done} van {total} passages"))
+        bar.progress(0.0, text="Vragen voorbereiden…")
         run = run_evaluation(
-            settings, cases, dataset, progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} vragen")
+            eval_index, cases, dataset,
+            progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} vragen"),
         )
         write_json(run, path)
     except DatasetError as exc:
         st.error(common.escape_markdown(f"De evaluatievragen konden niet gelezen worden: {exc}"))
+        return
+    except EvalDocumentsError as exc:
+        st.error(common.escape_markdown(exc.dutch))
         return
     except RagError as exc:
         st.error(exc.dutch)
@@ -316,18 +371,38 @@ def _run_button(settings, path: Path) -> None:
     except OSError as exc:
         st.error(common.escape_markdown(f"Het rapport kon niet geschreven worden naar {path}: {exc}"))
         return
-    bar.empty()
+    finally:
+        bar.empty()
     failing = sum(1 for r in run.ours.results if r.failures())
     st.success(common.escape_markdown(
-        f"Evaluatie klaar: {len(run.ours.results)} vragen, waarvan {failing} niet goed gaan. "
-        f"Het rapport staat in {path}."
+        f"Evaluatie klaar: {len(run.ours.results)} vragen uit {dataset.as_posix()}, waarvan {failing} niet goed "
+        f"gaan, op een eigen index met {documents_label(eval_index.documents)}. Het rapport staat in {path}."
     ))
 
 
 # -- rendering ----------------------------------------------------------------------
+def evaluated_on(config: dict) -> list[str]:
+    """Which split and which documents a report evaluated, as Markdown lines (none for an older
+    report that did not record its dataset)."""
+    esc = common.escape_markdown
+    lines = []
+    if config.get("dataset"):
+        lines.append(f"**Evaluatieset:** {esc(Path(str(config['dataset'])).as_posix())} "
+                     f"({esc(split_label(config['dataset']))})")
+    own = config.get("eval_index")
+    if isinstance(own, dict) and isinstance(own.get("documents"), list):
+        lines.append(f"**Geëvalueerd op:** een eigen index met alleen {esc(documents_label(own['documents']))}; "
+                     "toegevoegde of geüploade documenten tellen niet mee")
+    elif config.get("dataset"):
+        lines.append("**Geëvalueerd op:** de index met alle documenten uit de bronnenmap, ook toegevoegde en "
+                     "geüploade, dus de score verandert als de documenten veranderen")
+    return lines
+
+
 def _show_config(report: dict, path: Path) -> None:
     config = report.get("config") or {}
-    parts = [f"**{label}:** {common.escape_markdown(str(config[key]))}" for key, label in CONFIG_LABELS if key in config]
+    parts = evaluated_on(config)
+    parts += [f"**{label}:** {common.escape_markdown(str(config[key]))}" for key, label in CONFIG_LABELS if key in config]
     if parts:
         st.markdown("  \n".join(parts))
     try:
@@ -393,7 +468,7 @@ def _show_case(case: dict, reasons: list[str]) -> None:
         st.caption(esc(f"Vraag-id in de evaluatieset: {case.get('id', '?')}"))
 
 
-def show_report(report: dict, path: Path) -> None:
+def show_report(report: dict, path: Path, dataset: Path | None = None) -> None:
     """Config, summary table, comparison chart and failing cases of one report."""
     _show_config(report, path)
     configs, note = configurations(report, path)
@@ -416,7 +491,7 @@ def show_report(report: dict, path: Path) -> None:
     for case, reasons in failing:
         _show_case(case, reasons)
     st.caption("Opnieuw uitvoeren in een terminal, met de vergelijking met de andere zoekmethoden:")
-    st.code(COMMAND, language="bash", wrap_lines=True)
+    st.code(command(dataset or DEV_SPLITS[0][0]), language="bash", wrap_lines=True)
 
 
 def render() -> None:
@@ -425,22 +500,25 @@ def render() -> None:
     path = report_path()
     st.title("Evaluatie")
     st.markdown(
-        "Hoe goed vindt en beantwoordt de assistent de vragen uit de evaluatieset? De knop stelt alle vragen "
-        "opnieuw (dat kan enkele minuten duren) en vervangt het rapport."
+        "Hoe goed vindt en beantwoordt de assistent de vragen uit een evaluatieset? De knop stelt alle vragen "
+        "opnieuw (dat kan enkele minuten duren) en vervangt het rapport. Dat gebeurt op een eigen index met "
+        "alleen de documenten waar de set over gaat: documenten die u toevoegt of uploadt, veranderen de "
+        "score dus niet."
     )
-    _run_button(settings, path)
+    dataset = _choose_dataset()
+    _run_button(settings, path, dataset)
     try:
         report = load_report(path)
     except ReportError as exc:
         st.error(common.escape_markdown(f"Het rapport {path} kan niet gelezen worden: {exc}. "
                                         "Maak een nieuw rapport met de knop of met:"))
-        st.code(COMMAND, language="bash", wrap_lines=True)
+        st.code(command(dataset), language="bash", wrap_lines=True)
         return
     if report is None:
         st.info(NO_REPORT)
-        st.code(COMMAND, language="bash", wrap_lines=True)
+        st.code(command(dataset), language="bash", wrap_lines=True)
         return
-    show_report(report, path)
+    show_report(report, path, dataset)
 
 
 if __name__ == "__main__":
