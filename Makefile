@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install test run ingest eval bench lint clean
+.PHONY: install test run ingest eval bench fit lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,14 @@ run: install
 
 eval: install
 	$(VENV)/bin/rag eval --dataset evals/dev.jsonl --own-index --compare --report evals/reports/latest.md --json evals/reports/latest.json
+
+# Refit fusion, reader and refusal from every tuning split (needs evals/fetch_real_docs.sh first).
+TUNING := evals/tune.jsonl=corpus evals/tune-users.jsonl=corpus evals/conversations-tune.jsonl=corpus \
+	evals/real-tune.jsonl=evals/realdocs/tune evals/real-tune-users.jsonl=evals/realdocs/tune \
+	evals/reader-aptitude.jsonl=evals/realdocs/aptitude evals/reader-gimp.jsonl=evals/realdocs/gimp \
+	evals/reader-lilypond.jsonl=evals/realdocs/lilypond-learning
+fit: install
+	$(VENV)/bin/rag fit $(addprefix --dataset ,$(TUNING))
 
 bench: install
 	$(VENV)/bin/rag bench --json evals/reports/bench.json

@@ -15,11 +15,29 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tune_lines import analyses
-
-from rag.evaluation import fact_in
+from rag.answering.assistant import Assistant
+from rag.answering.questions import is_instruction
+from rag.config import Settings
+from rag.evaluation import fact_in, load_dataset
+from rag.index import Index
 
 CUTOFFS = (1, 2, 3, 5, 10)
+
+
+def analyses(pairs: list[tuple[Path, Path]]):
+    """(dataset name, assistant, analysis, focus words, case) for every answerable tuning case."""
+    out = []
+    for dataset, corpus in pairs:
+        index_dir = Path(".rag-fit") / corpus.resolve().as_posix().strip("/").replace("/", "_")
+        settings = Settings().with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
+        index = Index(settings)
+        index.ingest()
+        assistant = Assistant(settings, index.open(), chat_model=None)
+        for case in load_dataset(dataset):
+            if case.answerable and case.facts and not is_instruction(case.user_input):
+                _, focus = assistant.standalone(case.user_input, case.history)
+                out.append((dataset.name, assistant, assistant.analyse(case.user_input, case.history), focus, case))
+    return out
 RANKINGS = {
     "score": lambda c: c.score,
     "cosine": lambda c: c.similarity,
