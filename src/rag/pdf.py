@@ -20,7 +20,7 @@ from .chunking import BULLETS
 log = logging.getLogger(__name__)
 
 # Bump when extraction or cleaning changes the text, so stored hashes no longer match.
-PDF_TEXT_VERSION = "pdfium-clean-v1"
+PDF_TEXT_VERSION = "pdfium-clean-v2"
 
 _ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]\s+|\(?(?:\d{{1,3}}|[a-z])[.)]\s+)")
 # Words after which "x- " is an ellipsis compound ("onderwijs- en jeugdhulp"), never joined.
@@ -51,14 +51,17 @@ class PageText:
     number: int
     label: str
     text: str
+    ocr: bool = False  # the text was recognised from a scan
 
 
 @dataclass
 class PdfContent:
-    """What a PDF yields: document metadata (title, year) and its pages."""
+    """What a PDF yields: document metadata (title, year) and its pages; `notes` name pages
+    that could not be read (no text recognised, or OCR not installed)."""
 
     meta: dict
     pages: list[PageText]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class _Page:
     number: int
     label: str
     lines: list[_Line] = field(default_factory=list)
+    ocr: bool = False
 
 
 # -- extraction -------------------------------------------------------------------------
@@ -141,6 +145,9 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
     import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
+    from .ocr import PageReader
+
+    reader = PageReader()
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -167,6 +174,9 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
                 textpage = pdf_page.get_textpage()
                 page.lines = _page_lines(textpage, raw)
                 textpage.close()
+                recognised = reader.lines(page.number, pdf_page, "\n".join(ln.text for ln in page.lines))
+                if recognised is not None:
+                    page.lines, page.ocr = [_Line(text) for text in recognised], True
                 pdf_page.close()
             except pdfium.PdfiumError:
                 log.debug("page %d has no readable text", index + 1)
@@ -176,7 +186,18 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
         outline = _outline(pdf)
     finally:
         pdf.close()
-    return PdfContent(_document_meta(info, pages), clean_pages(pages, outline))
+    return PdfContent(_document_meta(info, pages), clean_pages(pages, outline), _ocr_notes(reader))
+
+
+def _ocr_notes(reader) -> list[str]:
+    from .ocr import page_list
+
+    notes = []
+    if reader.unreadable:
+        notes.append(f"{page_list(reader.unreadable)}: no text recognised in the scan")
+    if reader.skipped:
+        notes.append(f"{page_list(reader.skipped)}: scanned, not read because {reader.missing}")
+    return notes
 
 
 def _document_meta(info: dict, pages: list[_Page]) -> dict:
@@ -459,6 +480,13 @@ def clean_text(text: str) -> str:
     return dehyphenate(text, layout=False)
 
 
+def ocr_page_texts(texts: list[str]) -> list[tuple[int, str]]:
+    """Recognised page texts (of an image file) cleaned like PDF pages: (page number, text)."""
+    pages = [_Page(i + 1, str(i + 1), [_Line(t) for t in text.splitlines() if t.strip()], True)
+             for i, text in enumerate(texts)]
+    return [(p.number, p.text) for p in clean_pages(pages, {}) if p.text.strip()]
+
+
 def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, float | None]]]) -> list[PageText]:
     """Turn raw page lines into clean Markdown-ish page texts."""
     _remove_furniture(pages)
@@ -490,5 +518,5 @@ def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, floa
     for page, text in zip(pages, texts):
         text = dehyphenate(text, vocabulary, layout=True)
         text = text.replace("\ufffe", "-").replace("\x02", "-")
-        result.append(PageText(page.number, page.label, text))
+        result.append(PageText(page.number, page.label, text, page.ocr))
     return result
