@@ -13,7 +13,6 @@ CPU heavy.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time

@@ -284,3 +284,134 @@ def html_table(element) -> Table | None:
             row.extend([text] + [""] * (span - 1))
         cells.append(row)
     return make_table(cells, caption)
+
+
+# -- PDF (pdfplumber, on pages that show signs of a table) ----------------------------------
+
+_NUMERIC_TOKEN = re.compile(r"(?<!\S)[-+(]?[€$]?\s?\d+(?:[.,]\d+)*\s?%?\)?(?!\S)")
+# pdfplumber's settings for tables without rules: columns from aligned words.
+_TEXT_SETTINGS = {"vertical_strategy": "text", "horizontal_strategy": "text", "min_words_vertical": 2,
+                  "min_words_horizontal": 1, "text_x_tolerance": 2}
+
+
+def _numeric_row(text: str) -> bool:
+    """A line that looks like a row of a borderless table: a label and two or more numbers."""
+    return len(_NUMERIC_TOKEN.findall(text)) >= 2 and len(text.split()) <= 14
+
+
+def numeric_runs(texts: list[str], min_rows: int = 3) -> list[tuple[int, int]]:
+    """(first, last) line indexes of runs of >= min_rows table-like lines (one gap line allowed)."""
+    runs: list[tuple[int, int]] = []
+    start = last = None
+    for i, text in enumerate(texts):
+        if _numeric_row(text):
+            if start is None:
+                start = i
+            last = i
+        elif start is not None and i - last > 1:
+            rows = sum(_numeric_row(t) for t in texts[start : last + 1])
+            if rows >= min_rows:
+                runs.append((start, last))
+            start = last = None
+    if start is not None and sum(_numeric_row(t) for t in texts[start : last + 1]) >= min_rows:
+        runs.append((start, last))
+    return runs
+
+
+class PdfTableFinder:
+    """Tables on PDF pages by pdfplumber: ruled tables where the page draws lines, borderless
+    ones where a run of lines reads like rows of numbers. pdfplumber costs about a second per
+    page, so other pages are not given to it."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._pdf = None
+
+    def _page(self, index: int):
+        if self._pdf is None:
+            import io
+
+            import pdfplumber
+
+            self._pdf = pdfplumber.open(io.BytesIO(self._data))
+        return self._pdf.pages[index]
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+            self._pdf = None
+
+    def find(self, index: int, pdfium_page, lines: list) -> list[Table]:
+        """Tables on page `index` (0-based); `lines` are the page's pdfium lines (text, top, size)."""
+        import pypdfium2.raw as raw
+
+        try:
+            paths = sum(1 for _ in pdfium_page.get_objects(filter=[raw.FPDF_PAGEOBJ_PATH], max_depth=2))
+        except Exception:  # noqa: BLE001 - no rules known: only the borderless check
+            paths = 0
+        runs = numeric_runs([ln.text for ln in lines])
+        if paths < 3 and not runs:
+            return []
+        try:
+            page = self._page(index)
+            found: list[Table] = []
+            if paths >= 3:
+                for t in page.find_tables():
+                    table = make_table(t.extract(x_tolerance=1.5))
+                    if table is not None:
+                        table.top, table.bottom = t.bbox[1], t.bbox[3]
+                        found.append(table)
+            height = float(page.height)
+            for first, last in runs:
+                top_line, bottom_line = lines[max(0, first - 1)], lines[last]
+                if top_line.top is None or bottom_line.top is None:
+                    continue
+                top = height - top_line.top - 2
+                bottom = height - bottom_line.top + (bottom_line.size or 10) * 1.2
+                if any(t.top - 3 <= top <= t.bottom or t.top <= bottom <= t.bottom + 3 for t in found):
+                    continue  # already found as a ruled table
+                region = page.crop((0, max(0, top), float(page.width), min(height, bottom)))
+                for t in region.find_tables(_TEXT_SETTINGS):
+                    table = make_table(t.extract(x_tolerance=1.5))
+                    if table is not None and _plausible_borderless(table):
+                        table.top, table.bottom = t.bbox[1], t.bbox[3]
+                        found.append(table)
+            return sorted(found, key=lambda t: t.top)
+        except Exception:  # noqa: BLE001 - a table we cannot read stays text, it never stops the PDF
+            import logging
+
+            logging.getLogger(__name__).debug("table detection failed on page %d", index + 1, exc_info=True)
+            return []
+
+
+_NUMERIC_CELL = re.compile(r"^[-+(]?[€$]?\s?\d+(?:[.,]\d+)*\s?%?\)?$")
+
+
+def _plausible_borderless(table: Table) -> bool:
+    """Aligned words are a table when most body rows fill two or more cells with short values and
+    every column after the first holds numbers (prose and lists in columns do not)."""
+    filled = [sum(1 for c in row if c) for row in table.rows]
+    if len(table.rows) < 2 or sum(f >= 2 for f in filled) < 0.8 * len(filled):
+        return False
+    if any(len(c) > 60 for row in table.rows for c in row):
+        return False
+    for j in range(1, table.width):
+        values = [row[j] for row in table.rows if row[j]]
+        if not values or sum(bool(_NUMERIC_CELL.match(v)) for v in values) < 0.8 * len(values):
+            return False
+    return True
+
+
+def merge_continued(tables_by_page: list[list[Table]], heights: list[float]) -> None:
+    """A table that ends low on a page and one with as many columns high on the next page are one
+    table crossing the page break: its rows join the first (a repeated header row is dropped)."""
+    for p in range(len(tables_by_page) - 1):
+        if not tables_by_page[p] or not tables_by_page[p + 1]:
+            continue
+        first, second = tables_by_page[p][-1], tables_by_page[p + 1][0]
+        if first.width != second.width or first.bottom < 0.7 * heights[p] or second.top > 0.3 * heights[p + 1]:
+            continue
+        rows = [second.header] + second.rows if second.header != first.header else second.rows
+        first.rows.extend(rows)
+        second.extra["merged_into"] = first
+        tables_by_page[p + 1].pop(0)

@@ -332,6 +332,41 @@ def passage_markdown(text: str, quote: str | list[str] | None = None) -> str:
     return out.strip()
 
 
+def passage_table(header: list[str], rows: list[list[str]], quotes: list[str] | None = None):
+    """A table block of a passage as a DataFrame (cells as plain strings; rendered by Streamlit,
+    never as HTML); rows whose line was quoted are marked with ▶ in a first column."""
+    import pandas as pd
+
+    from rag.tables import ROW_SEPARATOR
+
+    quoted = {q.partition(ROW_SEPARATOR)[0].strip() for q in quotes or [] if ROW_SEPARATOR in q}
+    names = [h or " " for h in header]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):  # unique column names
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            names[i] = f"{name} ({seen[name]})"
+    frame = pd.DataFrame([[str(c) for c in row] for row in rows], columns=names)
+    if quoted:
+        marks = ["▶" if any(q == row[0] or q.endswith(": " + row[0]) for q in quoted) else "" for row in rows]
+        frame.insert(0, "", marks)
+    return frame
+
+
+def show_passage(text: str, quote: str | list[str] | None = None) -> None:
+    """A passage on the page: text as safe Markdown with the quoted lines highlighted, and the
+    rows of a table as a real table (st.table)."""
+    from rag.tables import table_blocks
+
+    quotes = [quote] if isinstance(quote, str) else list(quote or [])
+    for kind, content in table_blocks(text or ""):
+        if kind == "table":
+            header, rows = content
+            st.table(passage_table(header, rows, quotes))
+        elif content.strip():
+            st.markdown(passage_markdown(content, quotes))
+
+
 def answer_markdown(text: str) -> str:
     """Answer text as safe Markdown, keeping the answerer's `- ` list items as a list."""
     lines = []

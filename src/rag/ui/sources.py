@@ -161,7 +161,7 @@ def _chunk_browser(settings, docs: list[dict]) -> None:
         section = common.short_section(chunk.title, chunk.section) or "(begin)"
         label = f"{chunk.ordinal + 1}. {section}" + common.page_text(chunk)
         with st.expander(common.escape_markdown(label)):
-            st.markdown(common.passage_markdown(chunk.text))
+            common.show_passage(chunk.text)
 
 
 def _upload_form(settings) -> None:
