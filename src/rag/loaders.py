@@ -249,8 +249,8 @@ def _load_image(data: bytes, on_page=None, notes: list[str] | None = None) -> tu
     if unread and notes is not None:
         notes.append(f"{page_list(unread)}: no text recognised in the scan")
     texts = ocr_page_texts([r.text if r.readable else "" for r in results])
-    single = len(results) == 1
-    return {}, [(None if single else n, text, None if single else f"{n} ({OCR_MARK})") for n, text in texts]
+    single = len(results) == 1  # one photo or scan: no page number to cite, only the mark
+    return {}, [(n, text, f"({OCR_MARK})" if single else f"{n} ({OCR_MARK})") for n, text in texts]
 
 
 _LOADERS = {
