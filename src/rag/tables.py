@@ -363,7 +363,9 @@ class PdfTableFinder:
                         found.append(table)
             height = float(page.height)
             for first, last in runs:
-                top_line, bottom_line = lines[max(0, first - 1)], lines[last]
+                # The header row above the numbers (unless that line is the caption).
+                above = first - 1 if first > 0 and not _CAPTION.match(lines[first - 1].text.strip()) else first
+                top_line, bottom_line = lines[above], lines[last]
                 if top_line.top is None or bottom_line.top is None:
                     continue
                 top = height - top_line.top - 2
