@@ -1,7 +1,8 @@
 """Documents -> Chunks, structure-aware.
 
-Text is split into units that are never cut: list items, table-ish lines, and
-sentences. Units are packed into chunks within one section (heading path) and one
+Text is split into units that are never cut: list items, table-ish lines, tables
+(a Markdown pipe table with its caption, see `rag.tables`; each table is a chunk of its own)
+and sentences. Units are packed into chunks within one section (heading path) and one
 page, up to `chunk_size` characters. The heading path is stored and prefixed to the
 text that is embedded and BM25-indexed.
 """
@@ -16,7 +17,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v6"
+CHUNKER_VERSION = "structure-v7"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -57,6 +58,7 @@ class _Unit:
     section: str
     page: int | None
     page_label: str | None = None
+    table: bool = False
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -143,7 +145,22 @@ def iter_units(
                 for piece in _split_long(sentence):
                     yield _Unit(piece, section(), page, page_label)
 
-    for raw in text.splitlines():
+    from .tables import is_caption, is_table_start, read_markdown_table, unit_texts
+
+    raw_lines = text.splitlines()
+    index = 0
+    while index < len(raw_lines):
+        raw = raw_lines[index]
+        index += 1
+        if is_table_start(raw_lines, index - 1):
+            # The line right above the table (no blank line between) is its caption.
+            caption = paragraph.pop() if paragraph and is_caption(paragraph[-1]) and index >= 2 and raw_lines[index - 2].strip() else ""
+            yield from flush()
+            table, index = read_markdown_table(raw_lines, index - 1)
+            table.caption = caption
+            for piece in unit_texts(table):
+                yield _Unit(piece, section(), page, page_label, table=True)
+            continue
         line = raw.rstrip()
         if line.lstrip().startswith("\\#"):  # an escaped "#" (Markdown): body text, not a heading
             line = line.replace("\\#", "#", 1)
@@ -219,6 +236,12 @@ def chunk_documents(documents: list[Document], chunk_size: int = 700, chunk_over
         )
 
     for unit in units:
+        if unit.table:  # a table is a chunk of its own
+            emit()
+            current = [unit]
+            emit()
+            current = []
+            continue
         size = sum(len(u.text) + 1 for u in current)
         same_place = bool(current) and current[0].section == unit.section and current[0].page == unit.page
         # Small subsections (chart panels, short lists) join their parent's chunk with

@@ -102,6 +102,7 @@ class IngestReport:
     removed: int = 0
     unchanged: int = 0
     skipped: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)  # pages of ingested files that could not be read
     seconds: float = 0.0
     changed_docs: list[str] = field(default_factory=list)
 
@@ -113,6 +114,7 @@ class IngestReport:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
+            "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
@@ -483,6 +485,7 @@ class Index:
                 known = {}  # chunking changed or vectors lost: every document is done again
             loaded, skipped = self._load(roots, known, on_event)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
+            report.notes = [{"path": str(lf.path), "reason": note} for lf in loaded for note in lf.notes]
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []

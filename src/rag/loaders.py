@@ -22,7 +22,7 @@ from .pdf import clean_text
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".pdf", ".docx", ".html", ".htm"}
+SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".pdf", ".docx", ".html", ".htm", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 KINDS = ("rapport", "factsheet", "handreiking", "webpagina", "other")
 MANIFEST_NAME = "manifest.toml"
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -31,7 +31,7 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 # Bump when a loader's output changes for the same bytes, so unchanged files are parsed again.
-LOADER_VERSION = "2"
+LOADER_VERSION = "3"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 
 
@@ -47,6 +47,7 @@ class LoadedFile:
     doc_id: str
     content_hash: str
     documents: list[Document] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # pages that could not be read, for the ingest report
 
 
 def doc_id_for(path: Path) -> str:
@@ -140,9 +141,21 @@ def _load_html(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     meta: dict = {}
     if soup.title and soup.title.get_text(strip=True):
         meta["title"] = soup.title.get_text(" ", strip=True)
+    from .tables import html_table, to_markdown
+
     root = soup.body or soup
     lines: list[str] = []
-    for el in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "blockquote", "pre"]):
+    for el in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "td", "th", "blockquote", "pre", "table"]):
+        if el.find_parent("table") is not None:
+            continue  # read with its table
+        if el.name == "table":
+            table = html_table(el)
+            if table is not None:
+                lines.append(to_markdown(table))
+            else:  # a layout table: its cells as paragraphs
+                lines.extend("\n" + t + "\n" for c in el.find_all(["td", "th"])
+                             if (t := " ".join(c.get_text(" ", strip=True).split())))
+            continue
         if el.find_parent(["li", "td", "th", "blockquote"]) is not None and el.name in {"p"}:
             continue
         text = " ".join(el.get_text(" ", strip=True).split())
@@ -170,8 +183,20 @@ def _load_docx(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
     meta: dict = {}
     if document.core_properties.title:
         meta["title"] = document.core_properties.title
+    from docx.table import Table as DocxTable
+
+    from .tables import docx_table, is_table_caption, to_markdown
+
     lines: list[str] = []
-    for para in document.paragraphs:
+    for para in document.iter_inner_content():
+        if isinstance(para, DocxTable):
+            caption = ""
+            if lines and is_table_caption(lines[-1].strip()):
+                caption = lines.pop().strip()
+            table = docx_table(para, caption)
+            if table is not None:
+                lines.append(to_markdown(table))
+            continue
         text = " ".join(para.text.split())
         if not text:
             continue
@@ -183,27 +208,49 @@ def _load_docx(data: bytes) -> tuple[dict, list[tuple[int | None, str]]]:
             lines.append("\n# " + text + "\n")
         elif "list" in style:
             lines.append("- " + text)
+        elif style == "caption":
+            lines.append("\n" + text)
         else:
             lines.append("\n" + text + "\n")
-    for table in document.tables:
-        for row in table.rows:
-            cells = [" ".join(c.text.split()) for c in row.cells]
-            if any(cells):
-                lines.append("- " + " | ".join(cells))
     return meta, [(None, "\n".join(lines))]
 
 
-def _load_pdf(data: bytes, on_page=None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
+def _load_pdf(data: bytes, on_page=None, notes: list[str] | None = None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
+    from .ocr import OCR_MARK
     from .pdf import PdfError, extract_pdf
 
     try:
         content = extract_pdf(data, on_page)
     except PdfError as exc:
         raise UnreadableFile(str(exc)) from exc
-    pages = [(p.number, p.text, p.label) for p in content.pages]
+    pages = [(p.number, p.text, f"{p.label} ({OCR_MARK})" if p.ocr else p.label) for p in content.pages]
     if not any(text.strip() for _, text, _ in pages):
-        raise UnreadableFile("PDF has no text layer (scanned?); OCR it first")
+        reason = "; ".join(content.notes) or "no page shows text or a scan"
+        raise UnreadableFile(f"PDF has no text layer ({reason})")
+    if notes is not None:
+        notes.extend(content.notes)
     return content.meta, pages
+
+
+def _load_image(data: bytes, on_page=None, notes: list[str] | None = None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
+    from .ocr import OCR_MARK, OcrUnavailable, image_frames, ocr_images, page_list
+    from .pdf import ocr_page_texts
+
+    try:
+        frames = image_frames(data)
+        results = ocr_images(frames, on_page)
+    except ValueError as exc:
+        raise UnreadableFile(str(exc)) from exc
+    except OcrUnavailable as exc:
+        raise UnreadableFile(f"image not read because {exc}") from exc
+    unread = [i + 1 for i, r in enumerate(results) if not r.readable]
+    if len(unread) == len(results):
+        raise UnreadableFile("no text recognised in the image")
+    if unread and notes is not None:
+        notes.append(f"{page_list(unread)}: no text recognised in the scan")
+    texts = ocr_page_texts([r.text if r.readable else "" for r in results])
+    single = len(results) == 1  # one photo or scan: no page number to cite, only the mark
+    return {}, [(n, text, f"({OCR_MARK})" if single else f"{n} ({OCR_MARK})") for n, text in texts]
 
 
 _LOADERS = {
@@ -214,7 +261,13 @@ _LOADERS = {
     ".htm": _load_html,
     ".docx": _load_docx,
     ".pdf": _load_pdf,
+    ".jpg": _load_image,
+    ".jpeg": _load_image,
+    ".png": _load_image,
+    ".tif": _load_image,
+    ".tiff": _load_image,
 }
+_PAGED = {".pdf", ".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 
 
 def _sniff_mismatch(suffix: str, data: bytes) -> str | None:
@@ -253,11 +306,14 @@ def read_source(path: Path) -> bytes:
 def content_hash(data: bytes, path: Path, manifest: dict[str, dict] | None = None) -> str:
     """What decides a document's chunks besides the chunker: its bytes, name, manifest entry
     and the loader version. Computed before parsing, so unchanged files are not parsed again."""
+    from .ocr import ocr_signature
     from .pdf import PDF_TEXT_VERSION
 
     extra = (manifest or {}).get(doc_id_for(path), {})
     hasher = hashlib.sha256(data)
     hasher.update(f"\x00{LOADER_VERSION}\x00{PDF_TEXT_VERSION}\x00{path.name}\x00".encode())
+    if path.suffix.lower() in _PAGED:  # installing Tesseract later must re-read scanned pages
+        hasher.update(ocr_signature().encode())
     hasher.update(repr(sorted((str(k), repr(v)) for k, v in extra.items())).encode())
     return hasher.hexdigest()[:32]
 
@@ -275,8 +331,9 @@ def load_file(
     suffix = path.suffix.lower()
     if data is None:
         data = read_source(path)
-    if suffix == ".pdf":
-        meta, parts = _load_pdf(data, on_page)
+    notes: list[str] = []
+    if suffix in _PAGED:
+        meta, parts = _LOADERS[suffix](data, on_page, notes)
     else:
         meta, raw_parts = _LOADERS[suffix](data)
         parts = [(page, clean_text(text), None) for page, text in raw_parts]
@@ -305,7 +362,8 @@ def load_file(
         for page, text, label in parts
         if text.strip()
     ]
-    return LoadedFile(path=path, doc_id=doc_id, content_hash=content_hash(data, path, manifest), documents=documents)
+    return LoadedFile(path=path, doc_id=doc_id, content_hash=content_hash(data, path, manifest), documents=documents,
+                      notes=notes)
 
 
 def discover(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, str]]]:

@@ -20,7 +20,7 @@ from .chunking import BULLETS
 log = logging.getLogger(__name__)
 
 # Bump when extraction or cleaning changes the text, so stored hashes no longer match.
-PDF_TEXT_VERSION = "pdfium-clean-v1"
+PDF_TEXT_VERSION = "pdfium-clean-v2-tables"
 
 _ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]\s+|\(?(?:\d{{1,3}}|[a-z])[.)]\s+)")
 # Words after which "x- " is an ellipsis compound ("onderwijs- en jeugdhulp"), never joined.
@@ -51,14 +51,17 @@ class PageText:
     number: int
     label: str
     text: str
+    ocr: bool = False  # the text was recognised from a scan
 
 
 @dataclass
 class PdfContent:
-    """What a PDF yields: document metadata (title, year) and its pages."""
+    """What a PDF yields: document metadata (title, year) and its pages; `notes` name pages
+    that could not be read (no text recognised, or OCR not installed)."""
 
     meta: dict
     pages: list[PageText]
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class _Line:
     top: float | None = None
     size: float = 0.0
     heading: int = 0  # outline level + 1 when this line is a heading
+    table: object | None = None  # a rag.tables.Table standing in this line's place
 
 
 @dataclass
@@ -75,6 +79,7 @@ class _Page:
     number: int
     label: str
     lines: list[_Line] = field(default_factory=list)
+    ocr: bool = False
 
 
 # -- extraction -------------------------------------------------------------------------
@@ -141,6 +146,13 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
     import pypdfium2 as pdfium
     import pypdfium2.raw as raw
 
+    from .ocr import PageReader
+    from .tables import PdfTableFinder, merge_continued
+
+    reader = PageReader()
+    finder = PdfTableFinder(data)
+    tables: list[list] = []
+    heights: list[float] = []
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -167,16 +179,67 @@ def extract_pdf(data: bytes, on_page: Callable[[int, int], None] | None = None) 
                 textpage = pdf_page.get_textpage()
                 page.lines = _page_lines(textpage, raw)
                 textpage.close()
+                recognised = reader.lines(page.number, pdf_page, "\n".join(ln.text for ln in page.lines))
+                if recognised is not None:
+                    page.lines, page.ocr = [_Line(text) for text in recognised], True
+                heights.append(float(pdf_page.get_height()))
+                found = [] if page.ocr else finder.find(index, pdf_page, page.lines)
+                tables.append(_place_tables(page, found, heights[-1]))
                 pdf_page.close()
             except pdfium.PdfiumError:
                 log.debug("page %d has no readable text", index + 1)
+            if len(tables) < len(pages) + 1:
+                tables.append([])
+                heights.append(0.0)
             pages.append(page)
             if on_page:
                 on_page(index + 1, total)
         outline = _outline(pdf)
     finally:
         pdf.close()
-    return PdfContent(_document_meta(info, pages), clean_pages(pages, outline))
+        finder.close()
+    merge_continued(tables, heights)
+    for page in pages:
+        page.lines = [ln for ln in page.lines if ln.table is None or "merged_into" not in ln.table.extra]
+    return PdfContent(_document_meta(info, pages), clean_pages(pages, outline), _ocr_notes(reader))
+
+
+def _place_tables(page: _Page, tables: list, height: float) -> list:
+    """Put each table in place of the page lines it covers (and of its caption line above it).
+    Returns the tables placed; lines without a position leave the page as it is."""
+    from .tables import is_caption
+
+    if not tables or any(ln.top is None for ln in page.lines):
+        return []
+    placed = []
+    for table in tables:
+        inside = [i for i, ln in enumerate(page.lines)
+                  if ln.table is None and table.top - 2 <= height - ln.top <= table.bottom - 1]
+        if not inside:
+            continue
+        first = inside[0]
+        above = first - 1
+        if (not table.caption and above >= 0 and page.lines[above].table is None
+                and table.top - (height - page.lines[above].top) < 30 and is_caption(page.lines[above].text)):
+            table.caption = " ".join(page.lines[above].text.split())
+            inside.insert(0, above)
+            first = above
+        marker = _Line("", page.lines[first].left, page.lines[first].top, page.lines[first].size, table=table)
+        gone = set(inside)
+        page.lines = [marker if i == first else ln for i, ln in enumerate(page.lines) if i == first or i not in gone]
+        placed.append(table)
+    return placed
+
+
+def _ocr_notes(reader) -> list[str]:
+    from .ocr import page_list
+
+    notes = []
+    if reader.unreadable:
+        notes.append(f"{page_list(reader.unreadable)}: no text recognised in the scan")
+    if reader.skipped:
+        notes.append(f"{page_list(reader.skipped)}: scanned, not read because {reader.missing}")
+    return notes
 
 
 def _document_meta(info: dict, pages: list[_Page]) -> dict:
@@ -249,6 +312,8 @@ def _remove_furniture(pages: list[_Page]) -> int:
         marks = {page.label.casefold(), str(page.number)}
 
         def furniture(line: _Line) -> bool:
+            if line.table is not None:
+                return False
             text = " ".join(line.text.split())
             key = _furniture_key(text)
             if text.casefold() in marks or _ROMAN.match(text) and text.casefold() == page.label.casefold():
@@ -388,7 +453,7 @@ def _rejoin_lists(lines: list[_Line]) -> list[_Line]:
     item: _Line | None = None
     for line in lines:
         text = line.text.strip()
-        if line.heading:
+        if line.heading or line.table is not None:
             item = None
             out.append(line)
             continue
@@ -459,6 +524,13 @@ def clean_text(text: str) -> str:
     return dehyphenate(text, layout=False)
 
 
+def ocr_page_texts(texts: list[str]) -> list[tuple[int, str]]:
+    """Recognised page texts (of an image file) cleaned like PDF pages: (page number, text)."""
+    pages = [_Page(i + 1, str(i + 1), [_Line(t) for t in text.splitlines() if t.strip()], True)
+             for i, text in enumerate(texts)]
+    return [(p.number, p.text) for p in clean_pages(pages, {}) if p.text.strip()]
+
+
 def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, float | None]]]) -> list[PageText]:
     """Turn raw page lines into clean Markdown-ish page texts."""
     _remove_furniture(pages)
@@ -476,7 +548,11 @@ def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, floa
         rendered: list[str] = []
         for line in _rejoin_lists(page.lines):
             text = line.text.translate(LIGATURES)
-            if line.heading:
+            if line.table is not None:
+                from .tables import to_markdown
+
+                rendered.append(to_markdown(line.table).translate(LIGATURES))
+            elif line.heading:
                 rendered.append(f"{'#' * min(line.heading, 6)} {' '.join(text.split())}")
             elif text.lstrip().startswith("#"):
                 # A shell prompt or config comment ("# dpkg-reconfigure ...") is not a heading:
@@ -490,5 +566,5 @@ def clean_pages(pages: list[_Page], outline: dict[int, list[tuple[int, str, floa
     for page, text in zip(pages, texts):
         text = dehyphenate(text, vocabulary, layout=True)
         text = text.replace("\ufffe", "-").replace("\x02", "-")
-        result.append(PageText(page.number, page.label, text))
+        result.append(PageText(page.number, page.label, text, page.ocr))
     return result

@@ -48,7 +48,7 @@ def render_passage(passage, n: int | None = None, quote: str | list[str] | None 
         kind = common.KIND_LABELS.get(passage.kind, passage.kind)
         if kind:
             st.caption(common.escape_markdown(kind))
-        st.markdown(common.passage_markdown(passage.text, quote))
+        common.show_passage(passage.text, quote)
 
 
 def render_maybe_relevant(passage) -> None:
@@ -59,7 +59,7 @@ def render_maybe_relevant(passage) -> None:
         st.markdown(common.escape_markdown(short))
         if short.endswith("…"):
             with st.expander("Hele passage"):
-                st.markdown(common.passage_markdown(passage.text))
+                common.show_passage(passage.text)
 
 
 def maybe_relevant(answer) -> list:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TYPES = ("pdf", "docx", "md", "txt", "html")
+UPLOAD_TYPES = ("pdf", "docx", "md", "txt", "html", "jpg", "jpeg", "png", "tif", "tiff")
 TEXT_TYPES = frozenset({"md", "txt", "html"})
 MAX_NAME_CHARS = 100
 MAX_PASSAGES_SLIDER = 10
@@ -54,7 +54,11 @@ _SKIP_REASONS = (
     ("not a valid DOCX", "het is geen geldig Word-bestand (DOCX)"),
     ("encrypted PDF", "de PDF is beveiligd met een wachtwoord"),
     ("corrupt or unreadable PDF", "de PDF is beschadigd of onleesbaar"),
-    ("PDF has no text layer", "de PDF bevat geen tekst (gescand?); laat er eerst tekstherkenning (OCR) op los"),
+    ("PDF has no text layer (no page", "de PDF bevat geen tekst en geen scans"),
+    ("PDF has no text layer", "de PDF bevat geen tekst en de scans konden niet gelezen worden"),
+    ("image not read because Tesseract", "tekstherkenning (OCR) is niet geïnstalleerd: apt-get install tesseract-ocr tesseract-ocr-nld"),
+    ("no text recognised in the image", "in de afbeelding is geen tekst herkend"),
+    ("not a readable image", "de afbeelding kan niet gelezen worden"),
     ("unsupported file type", "dit bestandstype wordt niet ondersteund"),
     ("file is larger than", "het bestand is te groot"),
     ("cannot read file", "het bestand kan niet gelezen worden"),
@@ -217,6 +221,7 @@ def ensure_index(settings: Settings) -> bool:
             status.update(label=f"Index klaar: {report.documents} document(en), {report.chunks_total} passages",
                           state="complete", expanded=False)
         show_skipped(report.skipped)
+        show_notes(report.notes)
         if not index.exists():
             st.info(NO_DOCUMENTS)
             return False
@@ -327,6 +332,41 @@ def passage_markdown(text: str, quote: str | list[str] | None = None) -> str:
     return out.strip()
 
 
+def passage_table(header: list[str], rows: list[list[str]], quotes: list[str] | None = None):
+    """A table block of a passage as a DataFrame (cells as plain strings; rendered by Streamlit,
+    never as HTML); rows whose line was quoted are marked with ▶ in a first column."""
+    import pandas as pd
+
+    from rag.tables import ROW_SEPARATOR
+
+    quoted = {q.partition(ROW_SEPARATOR)[0].strip() for q in quotes or [] if ROW_SEPARATOR in q}
+    names = [h or " " for h in header]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):  # unique column names
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            names[i] = f"{name} ({seen[name]})"
+    frame = pd.DataFrame([[str(c) for c in row] for row in rows], columns=names)
+    if quoted:
+        marks = ["▶" if any(q == row[0] or q.endswith(": " + row[0]) for q in quoted) else "" for row in rows]
+        frame.insert(0, "", marks)
+    return frame
+
+
+def show_passage(text: str, quote: str | list[str] | None = None) -> None:
+    """A passage on the page: text as safe Markdown with the quoted lines highlighted, and the
+    rows of a table as a real table (st.table)."""
+    from rag.tables import table_blocks
+
+    quotes = [quote] if isinstance(quote, str) else list(quote or [])
+    for kind, content in table_blocks(text or ""):
+        if kind == "table":
+            header, rows = content
+            st.table(passage_table(header, rows, quotes))
+        elif content.strip():
+            st.markdown(passage_markdown(content, quotes))
+
+
 def answer_markdown(text: str) -> str:
     """Answer text as safe Markdown, keeping the answerer's `- ` list items as a list."""
     lines = []
@@ -365,6 +405,8 @@ def short_section(title: str, section: str) -> str:
 def page_text(passage) -> str:
     """", p. 12" with the printed page label when the passage has one, else the page number; "" without."""
     label = getattr(passage, "page_label", None) or getattr(passage, "page", None)
+    if isinstance(label, str) and label.startswith("("):  # a single scanned image: only the OCR mark
+        return f" {label}"
     return f", p. {label}" if label not in (None, "") else ""
 
 
@@ -438,8 +480,28 @@ def dutch_skip_reason(reason: str) -> str:
     """A loader's English skip reason in Dutch (the original kept when unknown)."""
     for prefix, dutch in _SKIP_REASONS:
         if reason.startswith(prefix):
+            if "Tesseract" in reason and "no text layer" in reason:
+                return "de PDF is gescand en tekstherkenning (OCR) is niet geïnstalleerd: " + OCR_INSTALL
             return dutch
     return f"overgeslagen ({reason})"
+
+
+OCR_INSTALL = "apt-get install tesseract-ocr tesseract-ocr-nld"
+
+
+def dutch_page_note(reason: str) -> str:
+    """A loader's note about unread pages ("pages 3 and 5: ...") in Dutch."""
+    import re
+
+    m = re.match(r"^pages? ([\d, and]+): (.*)$", reason)
+    if not m:
+        return reason
+    numbers = re.findall(r"\d+", m.group(1))
+    where = ("pagina " if len(numbers) == 1 else "pagina's ") + (
+        numbers[0] if len(numbers) == 1 else ", ".join(numbers[:-1]) + " en " + numbers[-1])
+    if "Tesseract" in m.group(2) or "pytesseract" in m.group(2):
+        return f"{where}: gescand, niet gelezen omdat tekstherkenning (OCR) niet is geïnstalleerd ({OCR_INSTALL})"
+    return f"{where}: in de scan is geen tekst herkend"
 
 
 def show_skipped(skipped: list[dict]) -> None:
@@ -447,3 +509,11 @@ def show_skipped(skipped: list[dict]) -> None:
     if skipped:
         lines = [f"- {escape_markdown(PurePath(s['path']).name)}: {dutch_skip_reason(s['reason'])}" for s in skipped]
         st.warning("Niet alle bestanden zijn ingelezen:\n\n" + "\n".join(lines))
+
+
+def show_notes(notes: list[dict]) -> None:
+    """One Dutch warning naming the pages of ingested files that could not be read."""
+    if notes:
+        lines = [f"- {escape_markdown(PurePath(n['path']).name)}: {escape_markdown(dutch_page_note(n['reason']))}"
+                 for n in notes]
+        st.warning("Niet alle pagina's zijn gelezen:\n\n" + "\n".join(lines))

@@ -29,6 +29,7 @@ class UploadResult:
     skipped: list[str] = field(default_factory=list)
     title: str = ""
     chunks: int = 0
+    notes: list[str] = field(default_factory=list)  # pages that could not be read (Dutch)
 
 
 def _taken_ids(corpus: Path, settings) -> set[str]:
@@ -69,6 +70,7 @@ def save_and_ingest(
     settings,
     kind: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_page: Callable[[int, int], None] | None = None,
 ) -> UploadResult:
     """Check an upload, save it into the corpus folder and index just that file.
 
@@ -88,7 +90,8 @@ def save_and_ingest(
     path, present = write_upload(data, safe, Path(settings.corpus_dir), settings)
     index = Index(settings)
     try:
-        report = index.ingest(paths=[path], progress=progress)
+        on_event = (lambda stage, done, total, _name: on_page(done, total) if stage == "pages" else None) if on_page else None
+        report = index.ingest(paths=[path], progress=progress, on_event=on_event)
         skipped = [common.dutch_skip_reason(s["reason"]) for s in report.skipped]
         if skipped:
             if not present:
@@ -98,7 +101,8 @@ def save_and_ingest(
     finally:
         index.close()
     common.forget_assistant()
-    return UploadResult(path, path.stem, present, [], doc.get("title", path.stem), doc.get("chunks", 0))
+    notes = [common.dutch_page_note(n["reason"]) for n in report.notes]
+    return UploadResult(path, path.stem, present, [], doc.get("title", path.stem), doc.get("chunks", 0), notes)
 
 
 def _documents_table(docs: list[dict]) -> None:
@@ -157,7 +161,7 @@ def _chunk_browser(settings, docs: list[dict]) -> None:
         section = common.short_section(chunk.title, chunk.section) or "(begin)"
         label = f"{chunk.ordinal + 1}. {section}" + common.page_text(chunk)
         with st.expander(common.escape_markdown(label)):
-            st.markdown(common.passage_markdown(chunk.text))
+            common.show_passage(chunk.text)
 
 
 def _upload_form(settings) -> None:
@@ -185,6 +189,7 @@ def _upload_form(settings) -> None:
             result = save_and_ingest(
                 upload.getvalue(), upload.name, settings, kind or None,
                 progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"),
+                on_page=lambda done, total: bar.progress(done / total, text=f"Pagina {done} van {total} gelezen"),
             )
         except RagError as exc:
             status.update(label=f"{upload.name} niet toegevoegd", state="error", expanded=False)
@@ -198,7 +203,9 @@ def _upload_form(settings) -> None:
         again = " (stond er al; de index is bijgewerkt)" if result.already_present else ""
         message = (f"‘{result.title}’ is toegevoegd als {result.path.name}{again}: {result.chunks} passages. "
                    "U kunt er nu vragen over stellen.")
-        st.session_state["upload_flash"] = ("success", message)
+        if result.notes:
+            message += " Niet gelezen: " + "; ".join(result.notes) + "."
+        st.session_state["upload_flash"] = ("warning" if result.notes else "success", message)
     st.rerun()
 
 
