@@ -94,34 +94,52 @@ def _unpack(theta: np.ndarray, d: int, hidden: int):
     return coef, (w1, b1, w2)
 
 
-def _loss(theta, groups, d, hidden, penalty):
+@dataclass
+class _Stack:
+    """All questions' standardised lines in one matrix, with where each question starts."""
+
+    z: np.ndarray
+    positive: np.ndarray
+    starts: np.ndarray
+    group: np.ndarray  # question number of each line
+
+    @classmethod
+    def of(cls, groups: list[tuple[np.ndarray, np.ndarray]]) -> "_Stack":
+        sizes = np.array([len(z) for z, _ in groups])
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return cls(np.vstack([z for z, _ in groups]), np.concatenate([p for _, p in groups]).astype(bool), starts,
+                   np.repeat(np.arange(len(groups)), sizes))
+
+
+def _loss(theta, stack: _Stack, d, hidden, penalty):
     """Negative log of the probability mass on each question's positive lines, plus L2."""
     coef, layer = _unpack(theta, d, hidden)
-    loss, grad = 0.0, np.zeros_like(theta)
-    for z, positive in groups:
-        if layer:
-            w1, b1, w2 = layer
-            h = np.tanh(z @ w1 + b1)
-            s = z @ coef + h @ w2
-        else:
-            s = z @ coef
-        s = s - s.max()
-        e = np.exp(s)
-        p = e / e.sum()
-        p_pos = p[positive].sum()
-        loss -= np.log(max(p_pos, 1e-12))
-        # d(-log sum_pos p)/ds = p - p * 1[pos] / p_pos
-        ds = p.copy()
-        ds[positive] -= p[positive] / max(p_pos, 1e-12)
-        grad[:d] += z.T @ ds
-        if layer:
-            dh = np.outer(ds, w2) * (1 - h**2)
-            at = d
-            grad[at : at + d * hidden] += (z.T @ dh).ravel()
-            at += d * hidden
-            grad[at : at + hidden] += dh.sum(axis=0)
-            grad[at + hidden : at + 2 * hidden] += h.T @ ds
-    n = max(len(groups), 1)
+    z = stack.z
+    if layer:
+        w1, b1, w2 = layer
+        h = np.tanh(z @ w1 + b1)
+        s = z @ coef + h @ w2
+    else:
+        s = z @ coef
+    s = s - np.maximum.reduceat(s, stack.starts)[stack.group]
+    e = np.exp(s)
+    total = np.add.reduceat(e, stack.starts)
+    pos = np.add.reduceat(np.where(stack.positive, e, 0.0), stack.starts)
+    p = e / total[stack.group]
+    p_pos = np.maximum(pos / total, 1e-12)
+    loss = -float(np.log(p_pos).sum())
+    # d(-log sum_pos p)/ds = p - p * 1[pos] / p_pos
+    ds = p - np.where(stack.positive, p / p_pos[stack.group], 0.0)
+    grad = np.zeros_like(theta)
+    grad[:d] = z.T @ ds
+    if layer:
+        dh = np.outer(ds, w2) * (1 - h**2)
+        at = d
+        grad[at : at + d * hidden] = (z.T @ dh).ravel()
+        at += d * hidden
+        grad[at : at + hidden] = dh.sum(axis=0)
+        grad[at + hidden : at + 2 * hidden] = h.T @ ds
+    n = max(len(stack.starts), 1)
     return loss / n + penalty * float(theta @ theta) / n, grad / n + 2 * penalty * theta / n
 
 
@@ -129,10 +147,10 @@ def _fit_weights(questions: list[Question], mean, scale, hidden: int, penalty: f
     from scipy.optimize import minimize
 
     d = len(reader.FEATURES)
-    groups = [((q.matrix - mean) / scale, q.labels) for q in questions if q.labels.any()]
+    stack = _Stack.of([((q.matrix - mean) / scale, q.labels) for q in questions if q.labels.any()])
     size = d + (d * hidden + 2 * hidden if hidden else 0)
     theta0 = np.random.default_rng(seed).normal(0, 0.05, size) if hidden else np.zeros(size)
-    result = minimize(_loss, theta0, args=(groups, d, hidden, penalty), jac=True, method="L-BFGS-B",
+    result = minimize(_loss, theta0, args=(stack, d, hidden, penalty), jac=True, method="L-BFGS-B",
                       options={"maxiter": 400})
     coef, layer = _unpack(result.x, d, hidden)
     model = {"mean": mean, "scale": scale, "coef": coef}
