@@ -523,21 +523,33 @@ def split_of(dataset: Path) -> str:
     return "custom dataset"
 
 
-_FRONT_MATTER = re.compile(r"\A\ufeff?---[ \t]*\r?\n.*?\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+def _tutorial_documents(corpus: Path) -> list:
+    """One LangChain Document per corpus file with its whole text, as our loaders extract it
+    (the tutorial's starting point: a LangChain loader per file type)."""
+    from langchain_core.documents import Document
 
+    from .loaders import UnreadableFile, discover, load_file, read_manifest
 
-def strip_front_matter(text: str) -> str:
-    """Remove a leading YAML front-matter block."""
-    return _FRONT_MATTER.sub("", text, count=1)
+    files, _ = discover([corpus])
+    docs = []
+    for p in files:
+        try:
+            loaded = load_file(p, read_manifest(p.parent))
+        except UnreadableFile:
+            continue
+        text = "\n\n".join(d.page_content for d in loaded.documents)
+        docs.append(Document(page_content=text, metadata={"doc_id": loaded.doc_id, "source": str(p)}))
+    return docs
 
 
 class TutorialPipeline:
     """The RAG a user copies from the LangChain tutorial, as a baseline.
 
-    RecursiveCharacterTextSplitter(1000, 200) over the corpus' Markdown/text files (front
-    matter stripped), the same embedding model, langchain_chroma.Chroma in a temp dir,
-    similarity_search top-4; the answer is the top passage with one [1]; it never refuses
-    and ignores chat history.
+    RecursiveCharacterTextSplitter(1000, 200) over the text of every corpus file as our
+    loaders extract it (front matter off; a tutorial user would take a LangChain loader per
+    file type), the same embedding
+    model, langchain_chroma.Chroma in a temp dir, similarity_search top-4; the answer is the
+    top passage with one [1]; it never refuses and ignores chat history.
     """
 
     def __init__(self, settings: Settings):
@@ -545,22 +557,15 @@ class TutorialPipeline:
 
         import chromadb.config
         from langchain_chroma import Chroma
-        from langchain_core.documents import Document
         from langchain_text_splitters import RecursiveCharacterTextSplitter
 
         from .embeddings import get_embeddings
 
-        files = sorted(p for p in Path(settings.corpus_dir).rglob("*")
-                       if p.is_file() and p.suffix.lower() in (".md", ".markdown", ".txt"))
-        docs = [
-            Document(page_content=strip_front_matter(p.read_text(encoding="utf-8", errors="replace")),
-                     metadata={"doc_id": p.stem, "source": str(p)})
-            for p in files
-        ]
+        docs = _tutorial_documents(Path(settings.corpus_dir))
         splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
         self.chunks = splitter.split_documents(docs)
         if not self.chunks:
-            raise RagError(f"The tutorial baseline found no Markdown or text files in {settings.corpus_dir}.")
+            raise RagError(f"The tutorial baseline found no readable files in {settings.corpus_dir}.")
         self._tmp = tempfile.TemporaryDirectory(prefix="rag-eval-tutorial-", ignore_cleanup_errors=True)
         self.store = Chroma(
             collection_name="tutorial",
