@@ -83,3 +83,17 @@ def test_markdown_pipe_table_and_row_lines_read_back_as_cells():
     assert blocks[1] == ("table", (["", "Samenwerkingsverbanden", "Gemeenten"],
                                    [["neutraal", "40%", "39,5%"], ["(zeer) tevreden", "27%", "39%"]]))
     assert table_blocks("Gewone zin — met een streep.\nNog een zin.") == [("text", "Gewone zin — met een streep.\nNog een zin.")]
+
+
+def test_borderless_header_wider_than_its_column_keeps_every_word(tmp_path):
+    # The last column's numbers are narrower than its header: the column must still take the
+    # whole header ("Wachttijd 2023", not "Wachttijd"), else the 2023 figures are misnamed.
+    rows = [["Vorm van hulp", "Wachttijd 2022", "Wachttijd 2023"], ["Ambulante jeugdhulp", "6", "9"],
+            ["Dagbehandeling", "11", "14"], ["Pleegzorg", "8", "7"]]
+    path = tmp_path / "wachttijden.pdf"
+    path.write_bytes(table_pdf(rows, "Tabel 2. Gemiddelde wachttijd in weken", INTRO, AFTER, ruled=False))
+    _, tables = _table_chunks(path)
+    assert [ln.text for ln in split_lines(tables[0].text)][1:] == [
+        "Vorm van hulp: Ambulante jeugdhulp — Wachttijd 2022: 6, Wachttijd 2023: 9",
+        "Vorm van hulp: Dagbehandeling — Wachttijd 2022: 11, Wachttijd 2023: 14",
+        "Vorm van hulp: Pleegzorg — Wachttijd 2022: 8, Wachttijd 2023: 7"]

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 # Bump when table detection or row lines change.
-TABLES_VERSION = "tables-v1"
+TABLES_VERSION = "tables-v2"
 ROW_SEPARATOR = " — "
 CELL_SEPARATOR = ", "
 # A table unit longer than this is cut into parts of whole rows, each with the caption.
@@ -374,6 +374,7 @@ class PdfTableFinder:
                     continue  # already found as a ruled table
                 region = page.crop((0, max(0, top), float(page.width), min(height, bottom)))
                 for t in region.find_tables(_TEXT_SETTINGS):
+                    t = _widened(region, t)
                     table = make_table(t.extract(x_tolerance=1.5))
                     if table is not None and _plausible_borderless(table):
                         table.top, table.bottom = t.bbox[1], t.bbox[3]
@@ -384,6 +385,33 @@ class PdfTableFinder:
 
             logging.getLogger(__name__).debug("table detection failed on page %d", index + 1, exc_info=True)
             return []
+
+
+def _widened(region, found):
+    """The borderless table `found` again with its right edge past every word that continues a
+    cell across it. pdfplumber's text strategy ends the last column where its aligned words end,
+    so a header wider than its numbers lost its tail ("Wachttijd 2023" became "Wachttijd")."""
+    right = found.bbox[2]
+    words = region.extract_words(x_tolerance=_TEXT_SETTINGS["text_x_tolerance"])
+    new_right = right
+    lines: dict[int, list[dict]] = {}
+    for word in words:
+        lines.setdefault(round(word["top"]), []).append(word)
+    for line in lines.values():
+        line.sort(key=lambda w: w["x0"])
+        for before, word in zip(line, line[1:]):
+            # A gap of about one space continues the same cell; a column gap is wider.
+            space = 0.5 * (word["bottom"] - word["top"])
+            if before["x0"] < new_right and word["x1"] > new_right and word["x0"] - before["x1"] <= space:
+                new_right = word["x1"]
+    if new_right <= right + 0.5:
+        return found
+    edges = sorted({round(cell[0], 2) for cell in found.cells if cell[0] < right - 0.5}) + [new_right + 0.5]
+    settings = {**_TEXT_SETTINGS, "vertical_strategy": "explicit", "explicit_vertical_lines": edges}
+    for table in region.find_tables(settings):
+        if abs(table.bbox[1] - found.bbox[1]) < 1:
+            return table
+    return found
 
 
 _NUMERIC_CELL = re.compile(r"^[-+(]?[€$]?\s?\d+(?:[.,]\d+)*\s?%?\)?$")
