@@ -3,7 +3,7 @@ as a Markdown pipe table with its caption on the line above, and turned there in
 whose answer lines name every cell by its column header:
 
     Tevredenheid (in procenten)
-    (zeer) tevreden — Samenwerkingsverbanden: 27%, Gemeenten: 39%
+    (zeer) tevreden — Samenwerkingsverbanden: 27%, Gemeenten: 39%.
 
 `table_blocks()` reads such row lines back into cells, so the passage view can show a table.
 """
@@ -14,9 +14,13 @@ import re
 from dataclasses import dataclass, field
 
 # Bump when table detection or row lines change.
-TABLES_VERSION = "tables-v2"
+TABLES_VERSION = "tables-v3"
 ROW_SEPARATOR = " — "
 CELL_SEPARATOR = ", "
+# A row line ends like a sentence: short lines without an end read as the items of a list (and
+# are quoted whole, every row of the table), while a row is one statement about its label.
+ROW_END = "."
+_ABBREVIATION_END = re.compile(r"(?:^|[\s(])(?:\w\.){2,}$")
 # A table unit longer than this is cut into parts of whole rows, each with the caption.
 MAX_TABLE_CHARS = 1800
 _NUMBER = re.compile(r"^[-+]?\d+(?:[.,]\d+)*$")
@@ -160,7 +164,8 @@ def row_lines(table: Table) -> list[str]:
             if label:
                 lines.append(label)
             continue
-        lines.append(f"{label}{ROW_SEPARATOR}{CELL_SEPARATOR.join(cells)}" if label else CELL_SEPARATOR.join(cells))
+        line = f"{label}{ROW_SEPARATOR}{CELL_SEPARATOR.join(cells)}" if label else CELL_SEPARATOR.join(cells)
+        lines.append(line if line.endswith((".", "!", "?")) else line + ROW_END)
     return lines
 
 
@@ -200,6 +205,8 @@ def _cells(rest: str) -> list[tuple[str, str]] | None:
 def parse_row(line: str) -> tuple[str, list[tuple[str, str]]] | None:
     """A row line's label and (header, value) cells, or None when the line is no table row."""
     label, sep, rest = line.partition(ROW_SEPARATOR)
+    if rest.endswith(ROW_END) and not _ABBREVIATION_END.search(rest):
+        rest = rest[: -len(ROW_END)]
     if not sep:
         return None
     cells = _cells(rest)
