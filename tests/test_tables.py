@@ -4,7 +4,7 @@ tables come out as one unit with their caption and one answer line per row namin
 from __future__ import annotations
 
 import pytest
-from tabledocs import SATISFACTION, docx_with_table, long_table_pdf, table_pdf
+from tabledocs import SATISFACTION, docx_with_table, long_table_pdf, table_pdf, two_tables_pdf
 
 from rag.chunking import chunk_documents
 from rag.lines import split_lines
@@ -124,3 +124,31 @@ def test_extractive_answer_quotes_the_asked_row_not_the_whole_table(tmp_path, ma
     answer = Assistant(settings, index=index).ask("Hoeveel thuiszitters telt de regio Gooi?")
     quoted_rows = [q for c in answer.citations for q in c.quoted_lines if "—" in q]
     assert quoted_rows == ["Regio: Gooi — Leerlingen: 1385, Thuiszitters: 9."], answer.text
+
+
+DRUMS = [["Nr.", "Drumstel", "Toepassing"]] + [[str(n), f"Stel {n}", "Alles"] for n in range(1, 19)]
+CONTROLS = [["Nr.", "Bedieningselement", "Wat het doet"], ["7", "Volume", "Het volume van het spoor"],
+            ["91", "Galm", "De grootte van de kamer"]]
+
+
+def test_a_new_table_after_text_on_the_next_page_is_not_the_continuation(tmp_path):
+    # A table low on a page, a paragraph and a heading below it, and a table with a header of
+    # its own on the next page: two tables, each row named by its own header, text in between.
+    path = tmp_path / "midi.pdf"
+    path.write_bytes(two_tables_pdf(DRUMS, ["Het nummer staat voor het toewijzen van een instrument."],
+                                    CONTROLS, INTRO * 10))
+    lines = [ln.text for c in chunk_documents(load_file(path).documents) for ln in split_lines(c.text)]
+    assert "Nr.: 91 — Bedieningselement: Galm, Wat het doet: De grootte van de kamer." in lines
+    assert lines.index("Het nummer staat voor het toewijzen van een instrument.") < lines.index(
+        "Nr.: 7 — Bedieningselement: Volume, Wat het doet: Het volume van het spoor.")
+    assert not any("Drumstel: Galm" in line or "Drumstel: Bedieningselement" in line for line in lines)
+
+
+def test_the_last_word_of_a_wrapped_paragraph_is_no_caption(tmp_path):
+    paragraph = ("De volgende apparatuur werd uitgetest onder skolelinux 3, kubuntu 7.10, kubuntu 8.04 en met de "
+                 "kernels 2.6.22.16 en")
+    path = tmp_path / "apparaten.pdf"
+    path.write_bytes(two_tables_pdf(CONTROLS, [], CONTROLS, INTRO, wrapped_caption=(paragraph, "2.6.24.18")))
+    chunks, tables = _table_chunks(path)
+    assert not tables[0].text.startswith("2.6.24.18")
+    assert any(c.text.endswith("2.6.22.16 en 2.6.24.18") or "en 2.6.24.18" in c.text for c in chunks)

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 
 # Bump when table detection or row lines change.
-TABLES_VERSION = "tables-v3"
+TABLES_VERSION = "tables-v4"
 ROW_SEPARATOR = " — "
 CELL_SEPARATOR = ", "
 # A row line ends like a sentence: short lines without an end read as the items of a list (and
@@ -439,14 +439,31 @@ def _plausible_borderless(table: Table) -> bool:
     return True
 
 
+def _own_header(first: Table, second: Table) -> bool:
+    """Does `second` start with a header of its own (a new table), not with a row of `first`?
+    Its first row differs from first's header and holds words in every column where first's body
+    holds numbers (one number there makes it a row: a cut cell must not split a table)."""
+    if second.header == first.header:
+        return False
+    numeric_columns = []
+    for j in range(first.width):
+        values = [row[j] for row in first.rows if row[j]]
+        if values and sum(bool(_NUMERIC_CELL.match(v)) for v in values) >= 0.8 * len(values):
+            numeric_columns.append(j)
+    return bool(numeric_columns) and not any(_NUMERIC_CELL.match(second.header[j]) for j in numeric_columns)
+
+
 def merge_continued(tables_by_page: list[list[Table]], heights: list[float]) -> None:
     """A table that ends low on a page and one with as many columns high on the next page are one
-    table crossing the page break: its rows join the first (a repeated header row is dropped)."""
+    table crossing the page break: its rows join the first (a repeated header row is dropped).
+    Not when the second has a caption or a header of its own: then it is a new table."""
     for p in range(len(tables_by_page) - 1):
         if not tables_by_page[p] or not tables_by_page[p + 1]:
             continue
         first, second = tables_by_page[p][-1], tables_by_page[p + 1][0]
         if first.width != second.width or first.bottom < 0.7 * heights[p] or second.top > 0.3 * heights[p + 1]:
+            continue
+        if second.caption or _own_header(first, second):
             continue
         rows = [second.header] + second.rows if second.header != first.header else second.rows
         first.rows.extend(rows)
