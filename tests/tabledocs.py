@@ -80,6 +80,30 @@ def long_table_pdf(rows: list[list[str]], caption: str, intro: list[str], title:
     return bytes(pdf.output())
 
 
+def two_tables_pdf(first: list[list[str]], between: list[str], second: list[list[str]], intro: list[str],
+                   wrapped_caption: tuple[str, str] | None = None) -> bytes:
+    """Table `first` ending low on page 1, the paragraphs `between` below it, and table `second`
+    at the top of page 2 (same number of columns, its own header). With `wrapped_caption`
+    (a paragraph and its last word), the paragraph above the first table wraps so that only
+    that word stands on the line right above the table."""
+    pdf = _pdf()
+    pdf.add_page()
+    for text in intro:
+        _para(pdf, text)
+    if wrapped_caption:
+        text, tail = wrapped_caption
+        pdf.set_font("Helvetica", size=11)
+        pdf.multi_cell(0, 6, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(0, 6, tail, new_x="LMARGIN", new_y="NEXT")
+    _ruled(pdf, first)
+    pdf.ln(3)
+    for text in between:
+        _para(pdf, text)
+    pdf.add_page()
+    _ruled(pdf, second)
+    return bytes(pdf.output())
+
+
 def text_pdf(pages: list[tuple[str, list[str]]]) -> bytes:
     """A text PDF: one page per (heading, paragraphs)."""
     pdf = _pdf()

@@ -497,3 +497,28 @@ def test_warm_up_loads_the_model_in_the_background_once(indexed):
     embeddings = get_embeddings(settings.embed_model, 7)  # a question after the warm-up gets that same model
     assert embeddings.batch_size == 7 and embeddings.encode(["opwarmen"], embeddings.query_prefix).shape[0] == 1
     forget_assistant()  # the warm-up also cached an Assistant for these settings
+
+
+@slow
+def test_a_quoted_table_row_shows_in_a_real_table_with_its_row_marked(tmp_path, monkeypatch):
+    from tabledocs import SATISFACTION, table_pdf
+
+    from rag.index import Index
+
+    root = make_root(tmp_path / "root", corpus=False, index=False)
+    (root / "corpus" / "tevredenheid.pdf").write_bytes(table_pdf(
+        SATISFACTION, "Tabel 1. Tevredenheid (in procenten)",
+        ["In het onderzoek is gevraagd hoe tevreden men is over de samenwerking tussen onderwijs en jeugdhulp."],
+        ["Gemeenten zijn vaker tevreden dan samenwerkingsverbanden."]))
+    Index(settings_for(root)).ingest()
+    at = ask(start(monkeypatch, root), "Hoeveel procent van de gemeenten is (zeer) tevreden?")
+    answer = last_assistant(at)
+    assert "tevreden — Samenwerkingsverbanden\\: 27%, Gemeenten\\: 39%" in texts(answer)  # Markdown-escaped
+    tables = [t.value for t in answer.table]
+    assert len(tables) == 1, texts(answer)
+    table = tables[0]
+    assert list(table.columns) == ["", " ", "Samenwerkingsverbanden", "Gemeenten"]
+    assert table.values.tolist() == [["", "(zeer) ontevreden", "33%", "23%"], ["", "neutraal", "40%", "39%"],
+                                     ["▶", "(zeer) tevreden", "27%", "39%"]]
+    # The rows are not repeated as text beside the table.
+    assert not any("33%" in m.value for m in answer.markdown)

@@ -308,10 +308,11 @@ def content_hash(data: bytes, path: Path, manifest: dict[str, dict] | None = Non
     and the loader version. Computed before parsing, so unchanged files are not parsed again."""
     from .ocr import ocr_signature
     from .pdf import PDF_TEXT_VERSION
+    from .tables import TABLES_VERSION
 
     extra = (manifest or {}).get(doc_id_for(path), {})
     hasher = hashlib.sha256(data)
-    hasher.update(f"\x00{LOADER_VERSION}\x00{PDF_TEXT_VERSION}\x00{path.name}\x00".encode())
+    hasher.update(f"\x00{LOADER_VERSION}\x00{PDF_TEXT_VERSION}\x00{TABLES_VERSION}\x00{path.name}\x00".encode())
     if path.suffix.lower() in _PAGED:  # installing Tesseract later must re-read scanned pages
         hasher.update(ocr_signature().encode())
     hasher.update(repr(sorted((str(k), repr(v)) for k, v in extra.items())).encode())

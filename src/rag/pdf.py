@@ -20,7 +20,7 @@ from .chunking import BULLETS
 log = logging.getLogger(__name__)
 
 # Bump when extraction or cleaning changes the text, so stored hashes no longer match.
-PDF_TEXT_VERSION = "pdfium-clean-v2-tables"
+PDF_TEXT_VERSION = "pdfium-clean-v3-tables"
 
 _ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]\s+|\(?(?:\d{{1,3}}|[a-z])[.)]\s+)")
 # Words after which "x- " is an ellipsis compound ("onderwijs- en jeugdhulp"), never joined.
@@ -220,7 +220,8 @@ def _place_tables(page: _Page, tables: list, height: float) -> list:
         first = inside[0]
         above = first - 1
         if (not table.caption and above >= 0 and page.lines[above].table is None
-                and table.top - (height - page.lines[above].top) < 30 and is_caption(page.lines[above].text)):
+                and table.top - (height - page.lines[above].top) < 30 and is_caption(page.lines[above].text)
+                and not _continues(page.lines[above - 1] if above > 0 else None, page.lines[above])):
             table.caption = " ".join(page.lines[above].text.split())
             inside.insert(0, above)
             first = above
@@ -229,6 +230,16 @@ def _place_tables(page: _Page, tables: list, height: float) -> list:
         page.lines = [marker if i == first else ln for i, ln in enumerate(page.lines) if i == first or i not in gone]
         placed.append(table)
     return placed
+
+
+def _continues(before: _Line | None, line: _Line) -> bool:
+    """Is `line` the wrapped end of the paragraph line above it (no caption of its own)? It is
+    when that line runs on without a sentence end and stands one line spacing above."""
+    if before is None or before.table is not None or before.top is None or line.top is None:
+        return False
+    text = before.text.rstrip()
+    spacing = before.top - line.top
+    return bool(text) and not text.endswith((".", ":", ";", "!", "?")) and 0 < spacing <= 1.6 * max(line.size, 1.0)
 
 
 def _ocr_notes(reader) -> list[str]:

@@ -3,7 +3,7 @@ as a Markdown pipe table with its caption on the line above, and turned there in
 whose answer lines name every cell by its column header:
 
     Tevredenheid (in procenten)
-    (zeer) tevreden — Samenwerkingsverbanden: 27%, Gemeenten: 39%
+    (zeer) tevreden — Samenwerkingsverbanden: 27%, Gemeenten: 39%.
 
 `table_blocks()` reads such row lines back into cells, so the passage view can show a table.
 """
@@ -14,9 +14,13 @@ import re
 from dataclasses import dataclass, field
 
 # Bump when table detection or row lines change.
-TABLES_VERSION = "tables-v1"
+TABLES_VERSION = "tables-v4"
 ROW_SEPARATOR = " — "
 CELL_SEPARATOR = ", "
+# A row line ends like a sentence: short lines without an end read as the items of a list (and
+# are quoted whole, every row of the table), while a row is one statement about its label.
+ROW_END = "."
+_ABBREVIATION_END = re.compile(r"(?:^|[\s(])(?:\w\.){2,}$")
 # A table unit longer than this is cut into parts of whole rows, each with the caption.
 MAX_TABLE_CHARS = 1800
 _NUMBER = re.compile(r"^[-+]?\d+(?:[.,]\d+)*$")
@@ -160,7 +164,8 @@ def row_lines(table: Table) -> list[str]:
             if label:
                 lines.append(label)
             continue
-        lines.append(f"{label}{ROW_SEPARATOR}{CELL_SEPARATOR.join(cells)}" if label else CELL_SEPARATOR.join(cells))
+        line = f"{label}{ROW_SEPARATOR}{CELL_SEPARATOR.join(cells)}" if label else CELL_SEPARATOR.join(cells)
+        lines.append(line if line.endswith((".", "!", "?")) else line + ROW_END)
     return lines
 
 
@@ -200,6 +205,8 @@ def _cells(rest: str) -> list[tuple[str, str]] | None:
 def parse_row(line: str) -> tuple[str, list[tuple[str, str]]] | None:
     """A row line's label and (header, value) cells, or None when the line is no table row."""
     label, sep, rest = line.partition(ROW_SEPARATOR)
+    if rest.endswith(ROW_END) and not _ABBREVIATION_END.search(rest):
+        rest = rest[: -len(ROW_END)]
     if not sep:
         return None
     cells = _cells(rest)
@@ -374,6 +381,7 @@ class PdfTableFinder:
                     continue  # already found as a ruled table
                 region = page.crop((0, max(0, top), float(page.width), min(height, bottom)))
                 for t in region.find_tables(_TEXT_SETTINGS):
+                    t = _widened(region, t)
                     table = make_table(t.extract(x_tolerance=1.5))
                     if table is not None and _plausible_borderless(table):
                         table.top, table.bottom = t.bbox[1], t.bbox[3]
@@ -384,6 +392,33 @@ class PdfTableFinder:
 
             logging.getLogger(__name__).debug("table detection failed on page %d", index + 1, exc_info=True)
             return []
+
+
+def _widened(region, found):
+    """The borderless table `found` again with its right edge past every word that continues a
+    cell across it. pdfplumber's text strategy ends the last column where its aligned words end,
+    so a header wider than its numbers lost its tail ("Wachttijd 2023" became "Wachttijd")."""
+    right = found.bbox[2]
+    words = region.extract_words(x_tolerance=_TEXT_SETTINGS["text_x_tolerance"])
+    new_right = right
+    lines: dict[int, list[dict]] = {}
+    for word in words:
+        lines.setdefault(round(word["top"]), []).append(word)
+    for line in lines.values():
+        line.sort(key=lambda w: w["x0"])
+        for before, word in zip(line, line[1:]):
+            # A gap of about one space continues the same cell; a column gap is wider.
+            space = 0.5 * (word["bottom"] - word["top"])
+            if before["x0"] < new_right and word["x1"] > new_right and word["x0"] - before["x1"] <= space:
+                new_right = word["x1"]
+    if new_right <= right + 0.5:
+        return found
+    edges = sorted({round(cell[0], 2) for cell in found.cells if cell[0] < right - 0.5}) + [new_right + 0.5]
+    settings = {**_TEXT_SETTINGS, "vertical_strategy": "explicit", "explicit_vertical_lines": edges}
+    for table in region.find_tables(settings):
+        if abs(table.bbox[1] - found.bbox[1]) < 1:
+            return table
+    return found
 
 
 _NUMERIC_CELL = re.compile(r"^[-+(]?[€$]?\s?\d+(?:[.,]\d+)*\s?%?\)?$")
@@ -404,14 +439,31 @@ def _plausible_borderless(table: Table) -> bool:
     return True
 
 
+def _own_header(first: Table, second: Table) -> bool:
+    """Does `second` start with a header of its own (a new table), not with a row of `first`?
+    Its first row differs from first's header and holds words in every column where first's body
+    holds numbers (one number there makes it a row: a cut cell must not split a table)."""
+    if second.header == first.header:
+        return False
+    numeric_columns = []
+    for j in range(first.width):
+        values = [row[j] for row in first.rows if row[j]]
+        if values and sum(bool(_NUMERIC_CELL.match(v)) for v in values) >= 0.8 * len(values):
+            numeric_columns.append(j)
+    return bool(numeric_columns) and not any(_NUMERIC_CELL.match(second.header[j]) for j in numeric_columns)
+
+
 def merge_continued(tables_by_page: list[list[Table]], heights: list[float]) -> None:
     """A table that ends low on a page and one with as many columns high on the next page are one
-    table crossing the page break: its rows join the first (a repeated header row is dropped)."""
+    table crossing the page break: its rows join the first (a repeated header row is dropped).
+    Not when the second has a caption or a header of its own: then it is a new table."""
     for p in range(len(tables_by_page) - 1):
         if not tables_by_page[p] or not tables_by_page[p + 1]:
             continue
         first, second = tables_by_page[p][-1], tables_by_page[p + 1][0]
         if first.width != second.width or first.bottom < 0.7 * heights[p] or second.top > 0.3 * heights[p + 1]:
+            continue
+        if second.caption or _own_header(first, second):
             continue
         rows = [second.header] + second.rows if second.header != first.header else second.rows
         first.rows.extend(rows)
