@@ -519,7 +519,19 @@ class Index:
             failure = self._write_failure(exc)
             if failure is None:
                 raise
+            # Chroma keeps one client per folder in the process; after a failed write its database
+            # stays locked, so the next ingest (the app's next upload) starts from a fresh client.
+            self._forget_store()
             raise failure from exc
+
+    def _forget_store(self) -> None:
+        try:
+            self.close()
+            self.reset_connection()
+            if not self.settings.chroma_url:
+                self._release_embedded_chroma()
+        except Exception as exc:  # noqa: BLE001 - best effort after a failure already reported
+            log.debug("could not release the store after a failed write: %s", exc)
 
     def _write_failure(self, exc: BaseException) -> RagError | None:
         """One sentence for a write that failed on a full, read-only or failing disk, else None."""
@@ -665,6 +677,9 @@ class Index:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                probe.unlink(missing_ok=True)
+                raise self._write_failure(exc) from exc
             raise ConfigError(
                 f"The index dir {self.dir} is not writable ({exc.strerror}); set RAG_INDEX_DIR to a writable folder.",
                 "De indexmap is niet schrijfbaar; kies een andere map (RAG_INDEX_DIR).",
@@ -699,6 +714,9 @@ class Index:
             identity = resolver.identify(path)
             if identity.doc_id in by_id and by_id[identity.doc_id] == path:
                 continue  # the same file named twice (`rag ingest corpus corpus/x.md`)
+            if not _utf8(str(path)):  # SQLite and Chroma store only valid Unicode text
+                skipped.append((path, "file name is not valid UTF-8; rename the file"))
+                continue
             try:
                 data = read_source(path)
                 digest = content_hash(data, path, manifests[folder])
@@ -861,6 +879,14 @@ class Index:
             collection.delete(ids=orphans[start : start + 5000])
         if orphans:
             log.info("removed %d vectors left by an interrupted ingest", len(orphans))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

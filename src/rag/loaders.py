@@ -18,7 +18,7 @@ from typing import Callable
 import yaml
 from langchain_core.documents import Document
 
-from .identity import CORPUS_SOURCE, DocIdentity
+from .identity import CORPUS_SOURCE, DocIdentity, doc_name
 from .pdf import clean_text
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,11 @@ class LoadedFile:
     doc_id: str
     content_hash: str
     documents: list[Document] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The document's readable name (path within its source, no suffix)."""
+        return doc_name(self.doc_id)
 
 
 def doc_id_for(path: Path) -> str:
