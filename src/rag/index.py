@@ -52,9 +52,10 @@ log = logging.getLogger(__name__)
 # is empty or new, or holds an index of an earlier version (recognised by its catalog).
 MARKER = ".rag-index"
 MARKER_TEXT = "onderwijs-jeugdhulp-rag index: written by `rag ingest`; do not put other files here\n"
-_LEFTOVERS = {".ingest.lock", ".write-test"}  # what an earlier version's failed first ingest left
 SCHEMA_VERSION = 3  # 3: documents keyed by source and path (rag.identity), a sources table
 CATALOG = "catalog.sqlite"
+# What an index of an earlier version may hold (also a damaged one that `--rebuild` must replace).
+_OWN_NAMES = {CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test"}
 REBUILD_HINT = "run `rag ingest --rebuild`"
 # HNSW settings. Chroma's default ef_search (100) misses true nearest neighbours on e5 vectors
 # (cosines crowd into 0.75-0.9): on 529 real-PDF chunks 5-7 of the exact top-30 per 55 questions,
@@ -447,7 +448,7 @@ class Index:
                 f"Cannot read the index dir {d} ({exc.strerror or exc}); set RAG_INDEX_DIR to a writable folder.",
                 "De indexmap kan niet worden gelezen; kies een andere map (RAG_INDEX_DIR).",
             ) from exc
-        if names <= _LEFTOVERS or self._is_catalog():
+        if names <= _OWN_NAMES or self._is_catalog():
             return
         raise ConfigError(
             f"RAG_INDEX_DIR {d} holds other files and no index of this project, so nothing was written; "
