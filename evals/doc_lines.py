@@ -17,12 +17,14 @@ from pathlib import Path
 
 from rag.chunking import chunk_documents
 from rag.config import Settings
+from rag.identity import doc_name
 from rag.lines import split_lines
 from rag.loaders import UnreadableFile, discover, load_file, read_manifest
 
 
 def document_lines(folder: Path, settings: Settings | None = None) -> dict[str, list[tuple[str, str, str]]]:
-    """doc_id -> [(page label, section, line text)] for every readable file in the folder."""
+    """document name -> [(page label, section, line text)] for every readable file in the folder
+    (the name is what eval files use in `reference_doc_ids`: the path in the folder, no suffix)."""
     settings = settings or Settings()
     files, _ = discover([folder])
     manifest = read_manifest(folder)
@@ -32,7 +34,7 @@ def document_lines(folder: Path, settings: Settings | None = None) -> dict[str, 
             loaded = load_file(path, manifest)
         except UnreadableFile:
             continue
-        rows = out.setdefault(loaded.doc_id, [])
+        rows = out.setdefault(doc_name(loaded.doc_id), [])
         for chunk in chunk_documents(loaded.documents, settings.chunk_size, settings.chunk_overlap):
             for line in split_lines(chunk.text):
                 rows.append((str(chunk.page_label or chunk.page or ""), chunk.section, line.text))
@@ -42,7 +44,7 @@ def document_lines(folder: Path, settings: Settings | None = None) -> dict[str, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--doc", action="append", default=[], help="only this doc_id (repeatable)")
+    parser.add_argument("--doc", action="append", default=[], help="only this document name (repeatable)")
     args = parser.parse_args()
     for doc_id, rows in document_lines(args.folder).items():
         if args.doc and doc_id not in args.doc:

@@ -237,7 +237,7 @@ def test_summary_question_is_answered_from_the_documents_with_citations(assistan
     answer = assistant.ask("Geef me een samenvatting van het onderzoek")
     assert not answer.refused, answer.text
     assert len(answer.citations) >= 2
-    assert {c.passage.doc_id for c in answer.citations} == {"factsheet-2021", "projectpagina-2021"}
+    assert {c.passage.name for c in answer.citations} == {"factsheet-2021", "projectpagina-2021"}
     _assert_well_cited(answer)
 
 

@@ -372,7 +372,7 @@ def test_save_and_ingest_adds_an_answerable_document(tmp_path, zonnedorp):
     assert not result.skipped and result.chunks >= 1 and calls and calls[-1][0] == calls[-1][1]
     answer = Assistant(settings).ask("Hoeveel jeugdconsulenten heeft de gemeente Zonnedorp?")
     assert not answer.refused and "42" in answer.text
-    assert answer.citations[0].passage.doc_id == "Zonnedorp"
+    assert answer.citations[0].passage.doc_id == "corpus/Zonnedorp.pdf"
 
     again = save_and_ingest(zonnedorp, "Zonnedorp.pdf", settings)  # same bytes: reused, not copied
     assert again.already_present and again.path == result.path

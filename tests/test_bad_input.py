@@ -410,7 +410,7 @@ def _reasons(report) -> dict[str, str]:
 
 def test_ingest_utf16_with_bom_is_indexed_and_answerable(odd_corpus):
     settings, index, *_ = odd_corpus
-    assert "notitie-utf16" in {d["doc_id"] for d in index.documents()}
+    assert "notitie-utf16" in {d["name"] for d in index.documents()}
     answer = Assistant(settings, index=index).ask("Hoeveel thuiszitters telt de gemeente Kwakkelveen?")
     assert not answer.refused and "zeventien thuiszitters" in answer.text, answer.text
 
@@ -418,7 +418,7 @@ def test_ingest_utf16_with_bom_is_indexed_and_answerable(odd_corpus):
 def test_ingest_utf16_without_bom_is_recognised_and_indexed(odd_corpus):
     _, index, report, *_ = odd_corpus
     assert "utf16-zonder-bom.txt" not in _reasons(report)
-    chunks = index.chunks_of("utf16-zonder-bom")
+    chunks = index.chunks_of("corpus/utf16-zonder-bom.txt")
     assert any("zeventien thuiszitters" in c.text for c in chunks), [c.text for c in chunks]
 
 
@@ -441,17 +441,17 @@ def test_ingest_svg_with_script_is_skipped_as_unsupported(odd_corpus):
 )
 def test_ingest_odd_file_names_are_indexed_and_cited(odd_corpus, doc_id, question, fact):
     settings, index, *_ = odd_corpus
-    assert len(doc_id) > 0 and doc_id in {d["doc_id"] for d in index.documents()}
+    assert len(doc_id) > 0 and doc_id in {d["name"] for d in index.documents()}
     answer = Assistant(settings, index=index).ask(question)
     assert not answer.refused and fact in answer.text, answer.text
-    assert any(c.passage.doc_id == doc_id for c in answer.citations)
+    assert any(c.passage.name == doc_id for c in answer.citations)
 
 
 def test_ingest_same_document_twice_indexes_both_and_answers_once(odd_corpus):
     """Finding (not a bug): a copy under another name is indexed as a second document,
     without a note; answers stay clean because identical lines are quoted once."""
     settings, index, *_ = odd_corpus
-    docs = {d["doc_id"]: d for d in index.documents()}
+    docs = {d["name"]: d for d in index.documents()}
     assert docs["factsheet-kopie"]["chunks"] == docs["factsheet-2021"]["chunks"]
     answer = Assistant(settings, index=index).ask(KNELPUNTEN)
     assert "91%" in answer.text
@@ -568,7 +568,7 @@ def test_50mb_text_file_is_skipped_and_the_index_keeps_working(big_text_ingest):
     assert report is not None and state["done"] == 0, state  # refused before any embedding
     reasons = {Path(s["path"]).name: s["reason"] for s in report.skipped}
     assert "larger than 10 MB" in reasons["groot-verslag.txt"]
-    assert {d["doc_id"] for d in index.documents()} == {"factsheet-2021", "projectpagina-2021"}
+    assert {d["name"] for d in index.documents()} == {"factsheet-2021", "projectpagina-2021"}
     assert "91%" in Assistant(settings, index=index).ask(KNELPUNTEN).text
     assert index.collection().count() == report.chunks_total == index.info()["chunks"]
 
@@ -578,7 +578,7 @@ def test_document_with_one_huge_line_gives_bounded_chunks_and_answers(tmp_path, 
     line = " ".join(f"regio {i} meldt wachttijden jeugdhulp zonnedorp {i % 7} weken" for i in range(2000))
     (corpus / "lange-regel.md").write_text("# Wachttijden per regio\n\n" + line + "\n", encoding="utf-8")
     settings, index = make_index(corpus_dir=corpus)
-    longest = max(len(c.text) for c in index.chunks_of("lange-regel"))
+    longest = max(len(c.text) for c in index.chunks_of("corpus/lange-regel.md"))
     answer = Assistant(settings, index=index).ask("Hoeveel weken wachttijd meldt regio zonnedorp?")
     _expect(
         longest <= 2 * settings.chunk_size and len(answer.text) <= 2 * settings.answer_max_chars,

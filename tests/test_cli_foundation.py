@@ -25,9 +25,10 @@ INGEST_KEYS = {
     "removed": int,
     "unchanged": int,
     "skipped": list,
+    "replaced": list,
     "seconds": float,
 }
-PASSAGE_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "page", "text", "score"}
+PASSAGE_KEYS = {"rank", "chunk_id", "doc_id", "name", "title", "section", "page", "text", "score"}
 
 
 def rag_env(index_dir: Path, corpus_dir: Path, **extra: str) -> dict:
@@ -138,7 +139,7 @@ def test_search_json(cli_index):
         assert isinstance(p["text"], str) and p["text"]
         assert isinstance(p["score"], float)
         assert p["page"] is None or isinstance(p["page"], int)
-    assert any(p["doc_id"] == "factsheet-2021" and "91%" in p["text"] for p in passages[:3])
+    assert any(p["name"] == "factsheet-2021" and "91%" in p["text"] for p in passages[:3])
 
 
 def test_search_k_and_mode(cli_index):

@@ -239,7 +239,7 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
     try:
         answer = old.ask(KNELPUNTEN)
         assert "91%" in answer.text
-        assert all(p.doc_id in {"factsheet-2021", "projectpagina-2021"} for p in answer.passages)
+        assert all(p.name in {"factsheet-2021", "projectpagina-2021"} for p in answer.passages)
     finally:
         old.index.close()
         _release(settings)

@@ -26,7 +26,7 @@ from rag.retrieval import HybridRetriever, HybridSearcher, Passage
 pytestmark = pytest.mark.slow
 
 QUESTION = "Welk deel van de gemeenten ervaart knelpunten?"
-DOCS = {"factsheet-2021", "projectpagina-2021"}
+DOCS = {"corpus/factsheet-2021.md", "corpus/projectpagina-2021.md"}  # source and path (rag.identity)
 
 
 def _ids(index: Index, doc_id: str) -> list[str]:
@@ -35,7 +35,7 @@ def _ids(index: Index, doc_id: str) -> list[str]:
 
 def _assert_91_in_top3(passages: list[Passage]) -> None:
     top = passages[:3]
-    assert any(p.doc_id == "factsheet-2021" and "91%" in p.text for p in top), [
+    assert any(p.name == "factsheet-2021" and "91%" in p.text for p in top), [
         (p.doc_id, p.text[:60]) for p in passages
     ]
 
@@ -61,11 +61,11 @@ def test_shipped_corpus_is_indexed(corpus_index):
     assert info["dimension"] == 384
     docs = {d["doc_id"]: d for d in index.documents()}
     assert set(docs) == DOCS
-    assert docs["factsheet-2021"]["kind"] == "factsheet"
-    assert docs["projectpagina-2021"]["title"] == "Aansluiting onderwijs en jeugdhulp 2021 (projectpagina)"
+    assert docs["corpus/factsheet-2021.md"]["kind"] == "factsheet"
+    assert docs["corpus/projectpagina-2021.md"]["title"] == "Aansluiting onderwijs en jeugdhulp 2021 (projectpagina)"
     assert sum(d["chunks"] for d in docs.values()) == info["chunks"]
     assert index.collection().count() == info["chunks"]
-    chunks = index.chunks_of("factsheet-2021")
+    chunks = index.chunks_of("corpus/factsheet-2021.md")
     assert [c.ordinal for c in chunks] == list(range(len(chunks)))
 
 
@@ -94,7 +94,7 @@ def test_lexical_mode_and_k(corpus_index):
     assert all(p.dense_score is None for p in lexical)
     dense = searcher.search(QUESTION, k=2, mode="dense")
     assert len(dense) == 2 and all(p.lexical_score is None and p.dense_score is not None for p in dense)
-    assert searcher.search("wachtlijsten jeugdhulp", k=1)[0].doc_id == "factsheet-2021"
+    assert searcher.search("wachtlijsten jeugdhulp", k=1)[0].name == "factsheet-2021"
 
 
 def test_search_is_deterministic(corpus_index):
@@ -186,7 +186,7 @@ def test_langchain_retriever(corpus_index):
     _, index = corpus_index
     docs = HybridRetriever(searcher=HybridSearcher(index), k=3).invoke(QUESTION)
     assert len(docs) == 3
-    assert any("91%" in d.page_content and d.metadata["doc_id"] == "factsheet-2021" for d in docs)
+    assert any("91%" in d.page_content and d.metadata["doc_id"] == "corpus/factsheet-2021.md" for d in docs)
     assert {"chunk_id", "section", "page", "score"} <= set(docs[0].metadata)
 
 
@@ -224,8 +224,8 @@ def test_unchanged_or_removal_only_ingest_does_not_load_the_model(make_index):
 
 def test_editing_one_document_only_touches_its_chunks(make_index):
     settings, index = make_index()
-    factsheet_before = _ids(index, "factsheet-2021")
-    page_before = _ids(index, "projectpagina-2021")
+    factsheet_before = _ids(index, "corpus/factsheet-2021.md")
+    page_before = _ids(index, "corpus/projectpagina-2021.md")
     path = settings.corpus_dir / "projectpagina-2021.md"
     path.write_text(
         path.read_text(encoding="utf-8")
@@ -235,30 +235,30 @@ def test_editing_one_document_only_touches_its_chunks(make_index):
     report = index.ingest()
     assert report.added > 0
     assert report.unchanged == 1
-    assert report.changed_docs == ["projectpagina-2021"]
-    assert _ids(index, "factsheet-2021") == factsheet_before
-    page_after = _ids(index, "projectpagina-2021")
+    assert report.changed_docs == ["corpus/projectpagina-2021.md"]
+    assert _ids(index, "corpus/factsheet-2021.md") == factsheet_before
+    page_after = _ids(index, "corpus/projectpagina-2021.md")
     assert page_after != page_before
     assert report.added == len(set(page_after) - set(page_before))
     assert report.removed == len(set(page_before) - set(page_after))
     # no stale vectors are left behind, and the new text is searchable
     assert index.collection().count() == report.chunks_total == index.info()["chunks"]
     top = HybridSearcher(index).search("zebrakwestie Zeeuws-Vlaanderen", k=1)[0]
-    assert top.doc_id == "projectpagina-2021" and "zebrakwestie" in top.text
+    assert top.name == "projectpagina-2021" and "zebrakwestie" in top.text
 
 
 def test_deleting_a_file_removes_its_chunks(make_index):
     settings, index = make_index()
-    factsheet_chunks = len(_ids(index, "factsheet-2021"))
+    factsheet_chunks = len(_ids(index, "corpus/factsheet-2021.md"))
     (settings.corpus_dir / "factsheet-2021.md").unlink()
     report = index.ingest()
     assert report.removed == factsheet_chunks
     assert (report.documents, report.added, report.unchanged) == (1, 0, 1)
-    assert index.chunks_of("factsheet-2021") == []
-    assert [d["doc_id"] for d in index.documents()] == ["projectpagina-2021"]
+    assert index.chunks_of("corpus/factsheet-2021.md") == []
+    assert [d["name"] for d in index.documents()] == ["projectpagina-2021"]
     assert index.collection().count() == report.chunks_total
     passages = HybridSearcher(index).search(QUESTION)
-    assert passages and all(p.doc_id == "projectpagina-2021" for p in passages)
+    assert passages and all(p.name == "projectpagina-2021" for p in passages)
 
 
 def test_documents_outside_the_ingested_paths_are_kept(make_index, tmp_path):
@@ -381,8 +381,8 @@ def test_unreadable_files_are_skipped_and_the_rest_is_indexed(make_index, tmp_pa
     assert "unsupported" in reasons["setup.exe"]
     assert all(isinstance(r, str) and r and "\n" not in r for r in reasons.values())
     assert report.documents == 3
-    assert {d["doc_id"] for d in index.documents()} == DOCS | {"handreiking-2021"}
-    [pdf_chunk] = index.chunks_of("handreiking-2021")
+    assert {d["doc_id"] for d in index.documents()} == DOCS | {"corpus/handreiking-2021.pdf"}
+    [pdf_chunk] = index.chunks_of("corpus/handreiking-2021.pdf")
     assert pdf_chunk.page == 1 and pdf_chunk.kind == "handreiking"
 
 

@@ -35,14 +35,14 @@ def _unreadable(path: Path) -> str:
 def test_pdf_pages_become_documents_with_page_numbers(tmp_path):
     path = make_pdf(tmp_path / "rapport-2021.pdf", PAGES, title="Rapport Aansluiting onderwijs en jeugdhulp 2021")
     loaded = load_file(path)
-    assert loaded.doc_id == "rapport-2021"
+    assert (loaded.doc_id, loaded.name) == ("corpus/rapport-2021.pdf", "rapport-2021")
     assert [d.metadata["page"] for d in loaded.documents] == [1, 2, 3]
     for doc, text in zip(loaded.documents, PAGES):
         assert " ".join(doc.page_content.split()) == text
     meta = loaded.documents[0].metadata
     assert meta["title"] == "Rapport Aansluiting onderwijs en jeugdhulp 2021"
     assert meta["kind"] == "rapport"  # guessed from the file name
-    assert meta["doc_id"] == "rapport-2021"
+    assert meta["doc_id"] == "corpus/rapport-2021.pdf"
 
 
 def test_pdf_unicode_text_survives(tmp_path):
@@ -221,8 +221,8 @@ def test_shipped_corpus_metadata():
     manifest = read_manifest(CORPUS)
     factsheet = load_file(CORPUS / "factsheet-2021.md", manifest).documents[0].metadata
     page = load_file(CORPUS / "projectpagina-2021.md", manifest).documents[0].metadata
-    assert (factsheet["doc_id"], factsheet["kind"], factsheet["year"]) == ("factsheet-2021", "factsheet", 2021)
-    assert (page["doc_id"], page["kind"], page["year"]) == ("projectpagina-2021", "webpagina", 2021)
+    assert (factsheet["doc_id"], factsheet["kind"], factsheet["year"]) == ("corpus/factsheet-2021.md", "factsheet", 2021)
+    assert (page["doc_id"], page["kind"], page["year"]) == ("corpus/projectpagina-2021.md", "webpagina", 2021)
     assert factsheet["publisher"] == page["publisher"] == "Oberon"
 
 

@@ -259,11 +259,11 @@ def test_unchanged_pdf_is_not_parsed_again_and_page_labels_reach_passages(make_i
 
     index.open()
     [hit] = [p for p in HybridSearcher(index, settings).search("zevenendertig zorgcoördinatoren", k=3)
-             if p.doc_id == "rapport-2021"][:1]
+             if p.name == "rapport-2021"][:1]
     assert (hit.page, hit.page_label) == (2, "5")
-    assert [c.page_label for c in index.chunks_of("rapport-2021")] == ["i", "5"]
+    assert [c.page_label for c in index.chunks_of("corpus/rapport-2021.pdf")] == ["i", "5"]
 
     make_pdf(corpus / "rapport-2021.pdf", pages + [f"Bijlage {BODY}"], title="Rapport")
     third = index.ingest()
     assert len(calls) == 2 and third.unchanged == 1
-    assert PATH_SEPARATOR.join(["Rapport"]) in {c.section for c in index.chunks_of("rapport-2021")}
+    assert PATH_SEPARATOR.join(["Rapport"]) in {c.section for c in index.chunks_of("corpus/rapport-2021.pdf")}

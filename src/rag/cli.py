@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from functools import wraps
 from pathlib import Path
 
 import click
 
-from .config import MAX_K, Settings
+from .config import MAX_K, Settings, unknown_settings
+from .display import PrintableFilter, json_printable, printable
 from .errors import RagError
 
 
@@ -18,7 +20,7 @@ def _settings(**overrides) -> Settings:
     try:
         return Settings().with_overrides(**overrides)
     except Exception as exc:  # pydantic ValidationError: name the setting
-        raise click.UsageError(f"Invalid setting: {exc}".splitlines()[0] + " " + _first_error(exc)) from exc
+        raise click.UsageError(printable(f"Invalid setting: {exc}".splitlines()[0] + " " + _first_error(exc))) from exc
 
 
 def _first_error(exc) -> str:
@@ -37,14 +39,14 @@ def handle_errors(func):
         try:
             return func(*args, **kwargs)
         except RagError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {printable(exc)}", err=True)
             sys.exit(exc.exit_code)
 
     return wrapper
 
 
 def _out(data) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False))
+    click.echo(json_printable(json.dumps(data, ensure_ascii=False)))
 
 
 class LazyGroup(click.Group):
@@ -74,6 +76,11 @@ class LazyGroup(click.Group):
 def main(verbose: bool) -> None:
     """Ask cited questions about Oberon's research on onderwijs and jeugdhulp."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # file names in log messages: no raw control characters
+        if not any(isinstance(f, PrintableFilter) for f in handler.filters):
+            handler.addFilter(PrintableFilter())
+    for warning in unknown_settings(os.environ):
+        click.echo(f"Warning: {printable(warning)}.", err=True)
 
 
 @main.command()
@@ -97,13 +104,13 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
         if bar is None or bar.total != total or (stage == "pages" and bar.desc != name):
             if bar is not None:
                 bar.close()
-            desc = name if stage == "pages" else ("Reading" if stage == "files" else "Embedding")
+            desc = printable(name) if stage == "pages" else ("Reading" if stage == "files" else "Embedding")
             bar = bars[stage] = tqdm(
                 total=total, desc=desc, unit=units[stage], file=sys.stderr, leave=stage != "pages",
                 position=1 if stage == "pages" else 0,
             )
         if stage == "files" and name:
-            bar.set_postfix_str(name, refresh=False)
+            bar.set_postfix_str(printable(name), refresh=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -120,13 +127,15 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
         _out(report.as_json())
     else:
         for item in report.skipped:
-            click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+            click.echo(f"skipped {printable(item['path'])}: {printable(item['reason'])}", err=True)
         for item in report.notes:
-            click.echo(f"not read in {item['path']}: {item['reason']}", err=True)
+            click.echo(f"not read in {printable(item['path'])}: {printable(item['reason'])}", err=True)
+        for item in report.replaced:
+            click.echo(f"replaced {printable(item['doc_id'])} with the new content of {printable(item['path'])}", err=True)
         click.echo(
-            f"{report.documents} documents, {report.chunks_total} chunks in {settings.index_dir} "
-            f"(added {report.added}, removed {report.removed}, unchanged documents {report.unchanged}, "
-            f"skipped files {len(report.skipped)}) in {report.seconds:.1f}s"
+            f"{report.documents} documents, {report.chunks_total} chunks in {printable(settings.index_dir)} "
+            f"(added {report.added}, removed {report.removed}, replaced documents {len(report.replaced)}, "
+            f"unchanged documents {report.unchanged}, skipped files {len(report.skipped)}) in {report.seconds:.1f}s"
         )
     if report.documents == 0:
         sys.exit(1)
@@ -149,6 +158,7 @@ def _question(text: str, settings: Settings) -> str:
 @handle_errors
 def search(question: str, k: int | None, mode: str | None, as_json: bool) -> None:
     """Show the passages that best match QUESTION."""
+    from .identity import doc_name
     from .index import Index
     from .retrieval import HybridSearcher
 
@@ -161,7 +171,8 @@ def search(question: str, k: int | None, mode: str | None, as_json: bool) -> Non
             {
                 "query": question,
                 "passages": [
-                    {"rank": i, "chunk_id": p.chunk_id, "doc_id": p.doc_id, "title": p.title, "section": p.section,
+                    {"rank": i, "chunk_id": p.chunk_id, "doc_id": p.doc_id, "name": doc_name(p.doc_id), "title": p.title,
+                     "section": p.section,
                      "page": p.page, "text": p.text, "score": p.score}
                     for i, p in enumerate(passages, start=1)
                 ],
@@ -174,16 +185,16 @@ def search(question: str, k: int | None, mode: str | None, as_json: bool) -> Non
         page = f", p. {p.page}" if p.page else ""
         dense = f"{p.dense_score:.3f}" if p.dense_score is not None else "-"
         lexical = f"{p.lexical_score:.2f}" if p.lexical_score is not None else "-"
-        click.echo(click.style(f"[{i}] {p.title}{page}", bold=True) + f"  score {p.score:.4f} (dense {dense}, bm25 {lexical})")
-        click.echo(f"    {p.section}")
+        click.echo(click.style(f"[{i}] {printable(p.title)}{page}", bold=True) + f"  score {p.score:.4f} (dense {dense}, bm25 {lexical})")
+        click.echo(f"    {printable(p.section)}")
         for line in p.text.splitlines():
-            click.echo(f"    {line}")
+            click.echo(f"    {printable(line)}")
         click.echo()
 
 
 def _print_answer(answer) -> None:
     style = {"fg": "yellow"} if answer.refused else {}
-    click.echo(click.style(answer.text, **style))
+    click.echo(click.style("\n".join(printable(line) for line in answer.text.split("\n")), **style))
     if answer.condensed_question:
         click.echo(click.style(f"(gezocht op: {answer.condensed_question})", dim=True))
     for note in answer.notes:
@@ -192,11 +203,11 @@ def _print_answer(answer) -> None:
         click.echo("\nBronnen:")
         for c in answer.citations:
             page = f", p. {c.passage.page}" if c.passage.page else ""
-            click.echo(f"  [{c.n}] {c.passage.title}{page} — {c.passage.section}")
+            click.echo(f"  [{c.n}] {printable(c.passage.title)}{page} — {printable(c.passage.section)}")
     elif answer.refused and answer.passages:
         click.echo("\nMisschien relevant:")
         for p in answer.passages[:3]:
-            click.echo(f"  - {p.title} — {p.section}: {p.text.splitlines()[0][:100]}")
+            click.echo(f"  - {printable(p.title)} — {printable(p.section)}: {printable(p.text.splitlines()[0][:100])}")
 
 
 def _assistant(settings: Settings):

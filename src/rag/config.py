@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import re
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +20,11 @@ from pydantic_settings import (
 
 DEFAULT_EMBED_MODEL = "default"
 MAX_K = 50
+ENV_PREFIX = "RAG_"
+# RAG_* variables read elsewhere (the Evaluatie page), so not unknown.
+OTHER_ENV = {"RAG_EVAL_REPORT", "RAG_EVAL_DATASET"}
+# Chroma's collection-name rule (its Python check; the server's is a superset).
+_COLLECTION_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,61}[a-zA-Z0-9]$")
 
 
 class Settings(BaseSettings):
@@ -79,6 +88,23 @@ class Settings(BaseSettings):
             raise ValueError("must be one of hybrid, dense, lexical")
         return value
 
+    @field_validator("collection")
+    @classmethod
+    def _check_collection(cls, value: str) -> str:
+        bad = not _COLLECTION_NAME.match(value) or ".." in value
+        if not bad:
+            try:
+                ipaddress.IPv4Address(value)
+                bad = True
+            except ValueError:
+                pass
+        if bad:
+            raise ValueError(
+                "a Chroma collection name has 3-63 letters, digits, '.', '_' or '-', starts and ends "
+                "with a letter or digit, has no '..' and is not an IP address"
+            )
+        return value
+
     @field_validator("chroma_url")
     @classmethod
     def _empty_url_is_none(cls, value: str | None) -> str | None:
@@ -100,6 +126,39 @@ class Settings(BaseSettings):
         data = self.model_dump()
         data.update({k: v for k, v in changes.items() if v is not None})
         return Settings(**data)
+
+
+def _closest(name: str, known: set[str]) -> str | None:
+    """A near-miss spelling (RAG_INDEXDIR), else the name sharing the most words, preferring one
+    whose words all occur (RAG_TOP_K -> RAG_K); None when nothing is alike (RAG_FOO)."""
+    suffix = name[len(ENV_PREFIX):]
+    by_suffix = {k[len(ENV_PREFIX):]: k for k in known}
+    close = difflib.get_close_matches(suffix, sorted(by_suffix), n=1, cutoff=0.8)
+    if close:
+        return by_suffix[close[0]]
+    words = set(suffix.split("_")) - {""}
+    sharing = [k for k in by_suffix if words & set(k.split("_"))]
+    if not sharing:
+        return None
+    def rank(k: str) -> tuple:
+        theirs = set(k.split("_"))
+        return len(words & theirs), theirs <= words, difflib.SequenceMatcher(None, suffix, k).ratio()
+
+    best = max(sorted(sharing), key=rank)
+    return by_suffix[best]
+
+
+def unknown_settings(environ: Mapping[str, str]) -> list[str]:
+    """One warning per RAG_* environment variable that is no setting, with the closest name."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields} | OTHER_ENV
+    warnings = []
+    for name in sorted(environ):
+        if not name.upper().startswith(ENV_PREFIX) or name.upper() in known:
+            continue
+        close = _closest(name.upper(), known)
+        hint = f" (did you mean {close}?)" if close else ""
+        warnings.append(f"unknown setting {name}{hint}; it is ignored")
+    return warnings
 
 
 @lru_cache(maxsize=1)

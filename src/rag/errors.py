@@ -35,6 +35,10 @@ class IndexBusyError(RagError):
     """Another process is writing the index."""
 
 
+class StoreWriteError(RagError):
+    """The index could not be written: disk full, read-only, I/O error."""
+
+
 class StoreUnavailableError(RagError):
     """The Chroma server cannot be reached."""
 

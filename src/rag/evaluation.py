@@ -41,6 +41,7 @@ import click
 from .citations import names_in, supports  # noqa: F401 - the support rule lives in citations
 from .config import MAX_K, Settings
 from .errors import RagError
+from .identity import matches
 
 log = logging.getLogger(__name__)
 
@@ -201,14 +202,19 @@ def fact_share(facts: list[str], texts: Iterable[str]) -> float | None:
 
 # -- retrieval metrics ------------------------------------------------------------
 def doc_metrics(retrieved_doc_ids: list[str], reference_doc_ids: list[str], k: int) -> dict[str, float]:
-    """Document hit@1, hit@k and reciprocal rank of the first passage from a reference document."""
+    """Document hit@1, hit@k and reciprocal rank of the first passage from a reference document.
+
+    A reference names a document by its name (`factsheet-2021`, see rag.identity) or full id."""
     if not reference_doc_ids:
         return {}
-    wanted = set(reference_doc_ids)
+
+    def wanted(doc_id: str) -> bool:
+        return any(matches(ref, doc_id) for ref in reference_doc_ids)
+
     top = retrieved_doc_ids[:k]
-    rank = next((i for i, d in enumerate(top, start=1) if d in wanted), None)
+    rank = next((i for i, d in enumerate(top, start=1) if wanted(d)), None)
     return {
-        "doc_hit_at_1": float(bool(top) and top[0] in wanted),
+        "doc_hit_at_1": float(bool(top) and wanted(top[0])),
         "doc_hit_at_k": float(rank is not None),
         "mrr": 1.0 / rank if rank else 0.0,
     }

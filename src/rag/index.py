@@ -8,6 +8,7 @@ next ingest removes them.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import sqlite3
@@ -26,8 +27,11 @@ from .errors import (
     IndexBusyError,
     IndexMismatchError,
     IndexMissingError,
+    RagError,
     StoreUnavailableError,
+    StoreWriteError,
 )
+from .identity import SourceResolver, doc_name, in_scope
 from .lexical import LexicalIndex
 from .lines import LINES_VERSION, chunks_with_lines, load_lines, save_lines, split_lines
 from .lines import SCHEMA as LINES_SCHEMA
@@ -37,7 +41,6 @@ from .loaders import (
     UnreadableFile,
     content_hash,
     discover,
-    doc_id_for,
     load_file,
     read_manifest,
     read_source,
@@ -45,8 +48,14 @@ from .loaders import (
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+# Written when an index is created: RAG_INDEX_DIR is only written when it holds this file,
+# is empty or new, or holds an index of an earlier version (recognised by its catalog).
+MARKER = ".rag-index"
+MARKER_TEXT = "onderwijs-jeugdhulp-rag index: written by `rag ingest`; do not put other files here\n"
+SCHEMA_VERSION = 3  # 3: documents keyed by source and path (rag.identity), a sources table
 CATALOG = "catalog.sqlite"
+# What an index of an earlier version may hold (also a damaged one that `--rebuild` must replace).
+_OWN_NAMES = {CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test"}
 REBUILD_HINT = "run `rag ingest --rebuild`"
 # HNSW settings. Chroma's default ef_search (100) misses true nearest neighbours on e5 vectors
 # (cosines crowd into 0.75-0.9): on 529 real-PDF chunks 5-7 of the exact top-30 per 55 questions,
@@ -68,6 +77,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     chunk_id TEXT PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
     section TEXT NOT NULL, page INTEGER, text TEXT NOT NULL, page_label TEXT);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, ordinal);
+CREATE TABLE IF NOT EXISTS sources (source TEXT PRIMARY KEY, root TEXT NOT NULL);
 """ + LINES_SCHEMA
 
 
@@ -91,6 +101,11 @@ class ChunkRecord:
     def embed_text(self) -> str:
         return f"{self.section}\n{self.text}" if self.section else self.text
 
+    @property
+    def name(self) -> str:
+        """The document's readable name (path within its source, no suffix)."""
+        return doc_name(self.doc_id)
+
 
 @dataclass
 class IngestReport:
@@ -105,6 +120,8 @@ class IngestReport:
     notes: list[dict] = field(default_factory=list)  # pages of ingested files that could not be read
     seconds: float = 0.0
     changed_docs: list[str] = field(default_factory=list)
+    # Documents already in the index whose content changed: {"doc_id", "path"} each.
+    replaced: list[dict] = field(default_factory=list)
 
     def as_json(self) -> dict:
         return {
@@ -115,6 +132,7 @@ class IngestReport:
             "unchanged": self.unchanged,
             "skipped": self.skipped,
             "notes": self.notes,
+            "replaced": self.replaced,
             "seconds": round(self.seconds, 3),
         }
 
@@ -367,7 +385,7 @@ class Index:
             "SELECT doc_id, title, kind, year, publisher, url, path, pages, chunks, ingested_at FROM documents ORDER BY doc_id"
         )
         names = [c[0] for c in cur.description]
-        return [dict(zip(names, row)) for row in cur.fetchall()]
+        return [{**dict(zip(names, row)), "name": doc_name(row[0])} for row in cur.fetchall()]
 
     def chunks_of(self, doc_id: str) -> list[ChunkRecord]:
         """All chunks of one document in order."""
@@ -390,8 +408,12 @@ class Index:
         """Exclusive writer lock across processes; IndexBusyError after `timeout` seconds."""
         from filelock import FileLock, Timeout
 
+        self._claim_dir()
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
+            marker = self.dir / MARKER
+            if not marker.is_file():
+                marker.write_text(MARKER_TEXT, encoding="utf-8")
         except OSError as exc:
             raise ConfigError(
                 f"Cannot create the index dir {self.dir} ({exc.strerror or exc}); set RAG_INDEX_DIR to a writable folder.",
@@ -409,6 +431,47 @@ class Index:
             yield
         finally:
             lock.release()
+
+    def _claim_dir(self) -> None:
+        """Refuse an index dir that is neither new, empty, marked as ours nor an older index of ours."""
+        d = self.dir
+        if (d / MARKER).is_file():
+            return
+        if d.exists() and not d.is_dir():
+            raise ConfigError(
+                f"RAG_INDEX_DIR {d} is a file, not a folder; set RAG_INDEX_DIR to a new or empty folder.",
+                "De indexmap (RAG_INDEX_DIR) is een bestand; kies een nieuwe of lege map.",
+            )
+        if not d.is_dir():
+            return
+        try:
+            names = {p.name for p in d.iterdir()}
+        except OSError as exc:
+            raise ConfigError(
+                f"Cannot read the index dir {d} ({exc.strerror or exc}); set RAG_INDEX_DIR to a writable folder.",
+                "De indexmap kan niet worden gelezen; kies een andere map (RAG_INDEX_DIR).",
+            ) from exc
+        if names <= _OWN_NAMES or self._is_catalog():
+            return
+        raise ConfigError(
+            f"RAG_INDEX_DIR {d} holds other files and no index of this project, so nothing was written; "
+            "set RAG_INDEX_DIR to a new or empty folder.",
+            "De indexmap (RAG_INDEX_DIR) bevat andere bestanden; kies een nieuwe of lege map.",
+        )
+
+    def _is_catalog(self) -> bool:
+        """True when the dir holds this project's catalog (an index made before the marker)."""
+        if not self.catalog_path.is_file():
+            return False
+        try:
+            conn = sqlite3.connect(f"{self.catalog_path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                return {"meta", "documents", "chunks"} <= tables
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
 
     def _wipe(self) -> None:
         self.close()
@@ -452,6 +515,61 @@ class Index:
         `progress(done, total)` reports embedded chunks. `on_event(stage, done, total, name)`
         reports every stage from the first second: "files" (per file checked or parsed),
         "pages" (per PDF page parsed, `name` = the file) and "embedding" (per batch)."""
+        try:
+            return self._ingest(paths, rebuild, progress, lock_timeout, on_event)
+        except RagError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - sqlite, chromadb and OS errors look alike here
+            failure = self._write_failure(exc)
+            if failure is None:
+                raise
+            # Chroma keeps one client per folder in the process; after a failed write its database
+            # stays locked, so the next ingest (the app's next upload) starts from a fresh client.
+            self._forget_store()
+            raise failure from exc
+
+    def _forget_store(self) -> None:
+        try:
+            self.close()
+            self.reset_connection()
+            if not self.settings.chroma_url:
+                self._release_embedded_chroma()
+        except Exception as exc:  # noqa: BLE001 - best effort after a failure already reported
+            log.debug("could not release the store after a failed write: %s", exc)
+
+    def _write_failure(self, exc: BaseException) -> RagError | None:
+        """One sentence for a write that failed on a full, read-only or failing disk, else None."""
+        texts, codes = [], set()
+        seen: BaseException | None = exc
+        while seen is not None:
+            texts.append(str(seen).lower())
+            if isinstance(seen, OSError) and seen.errno:
+                codes.add(seen.errno)
+            seen = seen.__cause__ or seen.__context__
+        text = " ".join(texts)
+        where = f"the index in {self.dir}" + (f" or the Chroma server at {self.settings.chroma_url}" if self.settings.chroma_url else "")
+        again = "then run `rag ingest` again (the index keeps its last complete state)"
+        if codes & {errno.ENOSPC, errno.EDQUOT} or "disk is full" in text or "no space left" in text:
+            return StoreWriteError(
+                f"Could not write {where}: the disk is full; free some space or set RAG_INDEX_DIR to a "
+                f"folder on another disk, {again}.",
+                "De index kon niet worden bijgewerkt: de schijf is vol. Vraag de beheerder ruimte vrij te maken.",
+            )
+        if errno.EROFS in codes or errno.EACCES in codes or "readonly database" in text or "read-only file system" in text:
+            return StoreWriteError(
+                f"Could not write {where}: it is read-only; make it writable or set RAG_INDEX_DIR to a "
+                f"writable folder, {again}.",
+                "De index kon niet worden bijgewerkt: de map is alleen-lezen. Vraag de beheerder om hulp.",
+            )
+        if errno.EIO in codes or "disk i/o error" in text:
+            return StoreWriteError(
+                f"Could not write {where}: the disk reported an I/O error; check the disk (space, "
+                f"permissions, health), {again}.",
+                "De index kon niet worden bijgewerkt door een schijffout. Vraag de beheerder om hulp.",
+            )
+        return None
+
+    def _ingest(self, paths, rebuild, progress, lock_timeout, on_event) -> IngestReport:
         started = time.perf_counter()
         roots = [Path(p) for p in (paths or [self.settings.corpus_dir])]
         report = IngestReport()
@@ -483,6 +601,7 @@ class Index:
             rechunk = self._meta("chunking") not in (None, self.chunking_signature())
             if rechunk or vectors_missing:
                 known = {}  # chunking changed or vectors lost: every document is done again
+            scopes = self._scopes(roots)
             loaded, skipped = self._load(roots, known, on_event)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             report.notes = [{"path": str(lf.path), "reason": note} for lf in loaded for note in lf.notes]
@@ -498,8 +617,18 @@ class Index:
                     report.skipped.append({"path": str(lf.path), "reason": "no text found"})
                     continue
                 to_write.append((lf, chunks))
+                if lf.doc_id in known_paths and not rechunk and not vectors_missing:
+                    report.replaced.append({"doc_id": lf.doc_id, "path": str(lf.path)})
             seen_ids = {lf.doc_id for lf in loaded}
-            gone = [d for d, p in known_paths.items() if d not in seen_ids and _under(Path(p), roots)]
+            # Only documents of the sources (and sub-folders) being ingested can have disappeared;
+            # ids from before sources (bare stems) go when their stored path lies under a root.
+            gone = [
+                d for d, p in known_paths.items()
+                if d not in seen_ids and (
+                    any(in_scope(d, key, prefix) for key, _, prefix in scopes)
+                    or ("/" not in d and _under(Path(p), roots))
+                )
+            ]
 
             new_chunks = [c for _, chunks in to_write for c in chunks]
             replaced_ids = [
@@ -528,6 +657,8 @@ class Index:
                 self._reuse = {}
                 with db:
                     self._commit_catalog(db, to_write, gone, model_name, line_vectors)
+                    db.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?)",
+                                   [(key, str(base)) for key, base, _ in scopes])
                 if stale_ids:
                     for start in range(0, len(stale_ids), 5000):
                         collection.delete(ids=stale_ids[start : start + 5000])
@@ -555,6 +686,9 @@ class Index:
             probe.write_text("ok")
             probe.unlink()
         except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                probe.unlink(missing_ok=True)
+                raise self._write_failure(exc) from exc
             raise ConfigError(
                 f"The index dir {self.dir} is not writable ({exc.strerror}); set RAG_INDEX_DIR to a writable folder.",
                 "De indexmap is niet schrijfbaar; kies een andere map (RAG_INDEX_DIR).",
@@ -566,9 +700,17 @@ class Index:
         known: dict[str, str] | None = None,
         on_event: Callable[[str, int, int, str], None] | None = None,
     ) -> tuple[list[LoadedFile], list[tuple[Path, str]]]:
-        """Discover and load the files under `roots`. A file whose bytes (and manifest entry)
-        hash to its `known[doc_id]` is not parsed: it comes back without documents."""
-        files, skipped = discover(roots)
+        """Discover and load the files under `roots`, each identified by its source and path
+        (rag.identity). A file whose bytes (and manifest entry) hash to its `known[doc_id]`
+        is not parsed: it comes back without documents."""
+        resolver = self._resolver()
+        files: list[Path] = []
+        skipped: list[tuple[Path, str]] = []
+        for root in roots:
+            resolver.register(*resolver.scope(root)[:2])
+            found, missing = discover([root])
+            files += found
+            skipped += missing
         manifests: dict[Path, dict] = {}
         loaded: list[LoadedFile] = []
         by_id: dict[str, Path] = {}
@@ -578,15 +720,21 @@ class Index:
             folder = path.parent
             if folder not in manifests:
                 manifests[folder] = read_manifest(folder)
+            identity = resolver.identify(path)
+            if identity.doc_id in by_id and by_id[identity.doc_id] == path:
+                continue  # the same file named twice (`rag ingest corpus corpus/x.md`)
+            if not _utf8(str(path)):  # SQLite and Chroma store only valid Unicode text
+                skipped.append((path, "file name is not valid UTF-8; rename the file"))
+                continue
             try:
                 data = read_source(path)
                 digest = content_hash(data, path, manifests[folder])
-                doc_id = doc_id_for(path)
+                doc_id = identity.doc_id
                 if known and known.get(doc_id) == digest and doc_id not in by_id:
                     lf = LoadedFile(path=path, doc_id=doc_id, content_hash=digest)
                 else:
                     on_page = (lambda done, total, name=path.name: on_event("pages", done, total, name)) if on_event else None
-                    lf = load_file(path, manifests[folder], data=data, on_page=on_page)
+                    lf = load_file(path, manifests[folder], data=data, on_page=on_page, identity=identity)
             except UnreadableFile as exc:
                 skipped.append((path, str(exc)))
                 continue
@@ -602,6 +750,20 @@ class Index:
         if on_event:
             on_event("files", len(files), len(files), "")
         return loaded, skipped
+
+    def _resolver(self) -> SourceResolver:
+        known = dict(self._db().execute("SELECT source, root FROM sources").fetchall())
+        return SourceResolver(self.settings.corpus_dir, known)
+
+    def _scopes(self, roots: list[Path]) -> list[tuple[str, Path, str]]:
+        """(source key, source folder, path prefix) of each root: where ingest may remove documents."""
+        resolver = self._resolver()
+        scopes = []
+        for root in roots:
+            scope = resolver.scope(root)
+            resolver.register(*scope[:2])
+            scopes.append(scope)
+        return scopes
 
     def _without_lines(self, chunks: list[Chunk]) -> list[Chunk]:
         have = chunks_with_lines(self._db(), [c.chunk_id for c in chunks])
@@ -753,6 +915,14 @@ class Index:
             collection.delete(ids=orphans[start : start + 5000])
         if orphans:
             log.info("removed %d vectors left by an interrupted ingest", len(orphans))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _under(path: Path, roots: list[Path]) -> bool:

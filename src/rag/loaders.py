@@ -18,6 +18,7 @@ from typing import Callable
 import yaml
 from langchain_core.documents import Document
 
+from .identity import CORPUS_SOURCE, DocIdentity, doc_name
 from .pdf import clean_text
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,15 @@ class LoadedFile:
     documents: list[Document] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # pages that could not be read, for the ingest report
 
+    @property
+    def name(self) -> str:
+        """The document's readable name (path within its source, no suffix)."""
+        return doc_name(self.doc_id)
+
 
 def doc_id_for(path: Path) -> str:
-    """The document id is the file stem."""
+    """The key of a file's entry in its folder's `manifest.toml`: the file stem.
+    (The document id is its source and path, see `rag.identity`.)"""
     return path.stem
 
 
@@ -324,11 +331,13 @@ def load_file(
     manifest: dict[str, dict] | None = None,
     data: bytes | None = None,
     on_page: Callable[[int, int], None] | None = None,
+    identity: DocIdentity | None = None,
 ) -> LoadedFile:
     """Load one file into Documents; raise UnreadableFile with the reason to skip it.
 
     `data` is the file's bytes when the caller has read them already (`read_source`);
-    `on_page(done, total)` reports PDF pages as they are read."""
+    `on_page(done, total)` reports PDF pages as they are read; `identity` is the document's
+    source and path (default: the file name in the corpus source)."""
     suffix = path.suffix.lower()
     if data is None:
         data = read_source(path)
@@ -341,8 +350,8 @@ def load_file(
     if not any(text.strip() for _, text, _ in parts):
         raise UnreadableFile("no text found")
 
-    doc_id = doc_id_for(path)
-    extra = (manifest or {}).get(doc_id, {})
+    doc_id = (identity or DocIdentity(CORPUS_SOURCE, path.name)).doc_id
+    extra = (manifest or {}).get(doc_id_for(path), {})
     merged = {**meta, **extra}
     title = str(merged.get("title") or _first_heading(parts[0][1]) or path.stem.replace("_", " ").replace("-", " "))
     kind = str(merged.get("kind") or guess_kind(path.name))

@@ -10,6 +10,7 @@ from langchain_core.documents import Document
 from .config import MAX_K, Settings
 from .errors import ConfigError, QuestionError
 from .fusion import FusionWeights, fuse, fusion_weights, lexical_strength
+from .identity import doc_name
 from .index import Index
 from .lexical import content_words
 
@@ -40,6 +41,11 @@ class Passage:
             chunk_id=rec.chunk_id, doc_id=rec.doc_id, title=rec.title, kind=rec.kind, section=rec.section,
             page=rec.page, text=rec.text, score=score, url=rec.url or "", page_label=rec.page_label, **ranks,
         )
+
+    @property
+    def name(self) -> str:
+        """The document's readable name (path within its source, no suffix; see rag.identity)."""
+        return doc_name(self.doc_id)
 
     def as_dict(self) -> dict:
         return asdict(self)

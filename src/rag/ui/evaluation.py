@@ -20,6 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from rag.identity import doc_name
 from rag.ui import common
 
 REPORT_PATH = Path("evals/reports/latest.json")  # relative to the working directory
@@ -460,7 +461,7 @@ def _show_case(case: dict, reasons: list[str]) -> None:
             _expected(case, response, refused)
         with answered:
             _answered(response, refused)
-        retrieved = [str(d) for d in case.get("retrieved_doc_ids") or []]
+        retrieved = [doc_name(str(d)) for d in case.get("retrieved_doc_ids") or []]
         if retrieved:
             st.markdown("**Gevonden passages uit:**\n\n" + "\n".join(f"{i}. {esc(d)}" for i, d in enumerate(retrieved, 1)))
         else:

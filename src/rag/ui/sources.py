@@ -35,7 +35,7 @@ class UploadResult:
 def _taken_ids(corpus: Path, settings) -> set[str]:
     """Document ids (file stems, lower-cased) already used in the corpus or the index."""
     stems = {p.stem.lower() for p in corpus.rglob("*") if p.is_file() and not p.name.startswith(".")}
-    return stems | {d["doc_id"].lower() for d in common.index_documents(settings)}
+    return stems | {d["name"].lower() for d in common.index_documents(settings)}
 
 
 def write_upload(data: bytes, name: str, corpus: Path, settings) -> tuple[Path, bool]:
@@ -97,7 +97,7 @@ def save_and_ingest(
             if not present:
                 path.unlink(missing_ok=True)
             return UploadResult(path, path.stem, present, skipped)
-        doc = next((d for d in index.documents() if d["doc_id"] == path.stem), {})
+        doc = next((d for d in index.documents() if Path(d["path"]).resolve() == path.resolve()), {})
     finally:
         index.close()
     common.forget_assistant()
