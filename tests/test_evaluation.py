@@ -1,6 +1,6 @@
 """`rag eval`: metric units on hand-made cases, dataset validation, the CLI, and the CI gate.
 
-The gate (`test_eval_split_meets_floors`) runs evals/tune.jsonl, evals/tune-users.jsonl and
+The gate (`test_eval_split_meets_floors`) runs evals/tune.jsonl, evals/tune-users.jsonl, the conversation dev set and
 evals/dev.jsonl through the offline default (extractive answerer, bundled model) and checks
 every metric against evals/floors.toml.
 """
@@ -396,7 +396,7 @@ def test_tutorial_baseline_answers_with_top_passage(eval_index):
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # ~1-2 min on an idle laptop; a shared CI box can be much slower
-@pytest.mark.parametrize("split", ["tune", "tune-users", "dev"])
+@pytest.mark.parametrize("split", ["tune", "tune-users", "dev", "conversations-dev"])
 def test_eval_split_meets_floors(eval_index, split):
     """THE CI GATE: the offline default on evals/<split>.jsonl stays at or above evals/floors.toml."""
     settings, index = eval_index
