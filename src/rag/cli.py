@@ -121,6 +121,8 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     else:
         for item in report.skipped:
             click.echo(f"skipped {item['path']}: {item['reason']}", err=True)
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(
             f"{report.documents} documents, {report.chunks_total} chunks in {settings.index_dir} "
             f"(added {report.added}, removed {report.removed}, unchanged documents {report.unchanged}, "

@@ -29,6 +29,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .lexical import LexicalIndex
+from .limits import LimitExceeded, Limits, check_chunks, page_count
 from .lines import LINES_VERSION, chunks_with_lines, load_lines, save_lines, split_lines
 from .lines import SCHEMA as LINES_SCHEMA
 from .lines import embed_text as line_embed_text
@@ -102,6 +103,7 @@ class IngestReport:
     removed: int = 0
     unchanged: int = 0
     skipped: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     changed_docs: list[str] = field(default_factory=list)
 
@@ -113,6 +115,7 @@ class IngestReport:
             "removed": self.removed,
             "unchanged": self.unchanged,
             "skipped": self.skipped,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
 
@@ -482,6 +485,8 @@ class Index:
                 known = {}  # chunking changed or vectors lost: every document is done again
             loaded, skipped = self._load(roots, known, on_event)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
+            report.warnings = [w for lf in loaded for w in lf.warnings]
+            limits = Limits.from_settings(self.settings)
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []
@@ -492,6 +497,11 @@ class Index:
                 chunks = chunk_documents(lf.documents, self.settings.chunk_size, self.settings.chunk_overlap)
                 if not chunks:
                     report.skipped.append({"path": str(lf.path), "reason": "no text found"})
+                    continue
+                try:  # before any embedding: chunks and answer lines are what costs time
+                    check_chunks(chunks, page_count(lf.documents), limits)
+                except LimitExceeded as exc:
+                    report.skipped.append({"path": str(lf.path), "reason": str(exc)})
                     continue
                 to_write.append((lf, chunks))
             seen_ids = {lf.doc_id for lf in loaded}
@@ -561,6 +571,7 @@ class Index:
         """Discover and load the files under `roots`. A file whose bytes (and manifest entry)
         hash to its `known[doc_id]` is not parsed: it comes back without documents."""
         files, skipped = discover(roots)
+        limits = Limits.from_settings(self.settings)
         manifests: dict[Path, dict] = {}
         loaded: list[LoadedFile] = []
         by_id: dict[str, Path] = {}
@@ -578,7 +589,7 @@ class Index:
                     lf = LoadedFile(path=path, doc_id=doc_id, content_hash=digest)
                 else:
                     on_page = (lambda done, total, name=path.name: on_event("pages", done, total, name)) if on_event else None
-                    lf = load_file(path, manifests[folder], data=data, on_page=on_page)
+                    lf = load_file(path, manifests[folder], data=data, on_page=on_page, limits=limits)
             except UnreadableFile as exc:
                 skipped.append((path, str(exc)))
                 continue
