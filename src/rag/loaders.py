@@ -36,6 +36,23 @@ TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 # Bump when a loader's output changes for the same bytes, so unchanged files are parsed again.
 LOADER_VERSION = "3"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
+# TOML integers are 64-bit; a longer one (a 5,000-digit year) is read as text, so metadata
+# validation can drop that one field by name instead of losing the whole manifest.
+_TOML_LONG_INT = re.compile(r"(?m)^(\s*[A-Za-z0-9_.\"'-]+\s*=\s*)([+-]?[0-9_]{20,})(\s*(?:#.*)?)$")
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that an integer too long for int() stays text (for the
+    same reason as _TOML_LONG_INT)."""
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:int", _FrontMatterLoader.construct_yaml_int)
 
 
 class UnreadableFile(Exception):
@@ -64,8 +81,8 @@ def read_manifest(folder: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(_TOML_LONG_INT.sub(r'\1"\2"\3', path.read_text(encoding="utf-8")))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError, OSError, RecursionError) as exc:
         log.warning("ignoring %s: %s", path, exc)
         return {}
     return {str(k): v for k, v in data.items() if isinstance(v, dict)}
@@ -111,7 +128,7 @@ def split_front_matter(text: str) -> tuple[dict, str]:
     if not match:
         return {}, text
     try:
-        meta = yaml.safe_load(match.group(1)) or {}
+        meta = yaml.load(match.group(1), Loader=_FrontMatterLoader) or {}  # noqa: S506 - a SafeLoader
     except Exception:  # noqa: BLE001 - YAMLError, but also ValueError (a 5,000-digit int), RecursionError
         log.warning("ignoring front matter that is not valid YAML")
         return {}, text
@@ -216,7 +233,6 @@ def _load_html(data: bytes, budget: Budget, limits: Limits) -> tuple[dict, list[
 
 def _load_docx(data: bytes, budget: Budget, limits: Limits) -> tuple[dict, list[tuple[int | None, str]]]:
     import io
-    import zipfile
 
     import docx
     from docx.enum.style import WD_STYLE_TYPE
@@ -227,7 +243,7 @@ def _load_docx(data: bytes, budget: Budget, limits: Limits) -> tuple[dict, list[
         raise UnreadableFile(str(exc)) from exc
     try:
         document = docx.Document(io.BytesIO(data))
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, KeyError, lxml's XMLSyntaxError, ...
         raise UnreadableFile(f"not a valid DOCX file ({exc.__class__.__name__})") from exc
     budget.check()
     meta: dict = {}
@@ -317,9 +333,9 @@ def not_regular(mode: int) -> str | None:
         else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
         else "a socket" if stat.S_ISSOCK(mode)
         else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-        else "not a file"
+        else "something else"
     )
-    return f"not a regular file ({kind})"
+    return f"not a regular file but {kind}"
 
 
 def _size_problem(suffix: str, size: int) -> str | None:
@@ -427,7 +443,7 @@ def load_file(
     given, manifest_warnings = validate_metadata(extra, f"{path.name} (in {MANIFEST_NAME})")
     warnings += manifest_warnings
     for warning in warnings:
-        log.warning("%s", warning)
+        log.info("%s", warning)
     merged = {**own, **given}
     heading = (_first_heading(parts[0][1]) or "")[:300]
     title = merged.get("title") or heading or path.stem.replace("_", " ").replace("-", " ")

@@ -14,6 +14,7 @@ KINDS = ("rapport", "factsheet", "handreiking", "webpagina", "other")
 YEAR_RANGE = (1900, 2100)
 MAX_CHARS = {"title": 300, "publisher": 200, "url": 2000}
 _YEAR = re.compile(r"[0-9]{4}")
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
 _URL = re.compile(r"https?://[^\s]+", re.IGNORECASE)
 
 
@@ -36,7 +37,7 @@ def _clean_string(value) -> str | None:
         text = str(value)
     except ValueError:
         return None
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf") or ch in "\t\n")
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in _UNPRINTABLE or ch in "\t\n")
     return " ".join(text.split())
 
 
