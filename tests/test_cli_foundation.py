@@ -25,6 +25,7 @@ INGEST_KEYS = {
     "removed": int,
     "unchanged": int,
     "skipped": list,
+    "warnings": list,
     "seconds": float,
 }
 PASSAGE_KEYS = {"rank", "chunk_id", "doc_id", "title", "section", "page", "text", "score"}

@@ -283,14 +283,16 @@ def test_hostile_upload_is_refused_and_not_left_behind(upload_root, name, data, 
 
 # -- property-based variations at the loader level ----------------------------------------------
 
-PROPERTY = hsettings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+# HOSTILE_EXAMPLES=500 turns the property tests into the README's fuzz run.
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "40"))
+PROPERTY = hsettings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 YEARS = st.one_of(
     st.integers(), st.integers(min_value=1900, max_value=2100), st.text(max_size=12), st.floats(),
     st.booleans(), st.lists(st.integers(), max_size=3), st.dates(), st.just("9" * 5000), st.just("²"),
 )
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * max(1, EXAMPLES // 40))
 @PROPERTY
 @given(year=YEARS, title=st.text(max_size=3000))
 def test_any_front_matter_gives_bounded_metadata_or_a_named_warning(tmp_path_factory, year, title):
@@ -308,7 +310,7 @@ def test_any_front_matter_gives_bounded_metadata_or_a_named_warning(tmp_path_fac
         assert any(w.startswith("notitie.md") and "'year'" in w for w in loaded.warnings)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * max(1, EXAMPLES // 40))
 @PROPERTY
 @given(
     tags=st.lists(st.sampled_from(["blockquote", "div", "p", "li", "td", "section", "span"]),
@@ -327,7 +329,7 @@ def test_nested_html_gives_text_linear_in_its_size(tmp_path_factory, tags, text)
     assert extracted <= path.stat().st_size  # the old extractor repeated nested text: quadratic
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * max(1, EXAMPLES // 40))
 @PROPERTY
 @given(length=st.integers(min_value=1, max_value=300_000), suffix=st.sampled_from([".md", ".txt", ".html"]))
 def test_no_word_outgrows_the_word_limit(tmp_path_factory, length, suffix):
@@ -340,7 +342,7 @@ def test_no_word_outgrows_the_word_limit(tmp_path_factory, length, suffix):
     assert len(chunk_documents(loaded.documents)) <= 2
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(120 * max(1, EXAMPLES // 40))
 @PROPERTY
 @given(xml=st.binary(max_size=4000))
 def test_docx_with_arbitrary_document_xml_loads_or_gives_a_reason(tmp_path_factory, xml):
