@@ -26,6 +26,7 @@ INGEST_KEYS = {
     "unchanged": int,
     "skipped": list,
     "replaced": list,
+    "warnings": list,
     "seconds": float,
 }
 PASSAGE_KEYS = {"rank", "chunk_id", "doc_id", "name", "title", "section", "page", "text", "score"}

@@ -132,6 +132,8 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
             click.echo(f"not read in {printable(item['path'])}: {printable(item['reason'])}", err=True)
         for item in report.replaced:
             click.echo(f"replaced {printable(item['doc_id'])} with the new content of {printable(item['path'])}", err=True)
+        for warning in report.warnings:
+            click.echo(f"warning: {printable(warning)}", err=True)
         click.echo(
             f"{report.documents} documents, {report.chunks_total} chunks in {printable(settings.index_dir)} "
             f"(added {report.added}, removed {report.removed}, replaced documents {len(report.replaced)}, "

@@ -80,6 +80,19 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     upload_max_mb: int = Field(50, ge=1, description="Largest accepted upload in MB.")
+    # Per-document limits (rag.limits): a file over one is skipped with its reason. Text limits
+    # grow with the page count (PDFs); the defaults leave a 300-page report far inside them.
+    parse_seconds: float = Field(120.0, gt=0, description="Most seconds parsing one document may take.")
+    parse_memory_mb: int = Field(1024, ge=64, description="Most memory (MB) parsing one document may add.")
+    max_doc_chars: int = Field(1_000_000, ge=1000, description="Most characters of text per document (base).")
+    max_chars_per_page: int = Field(20_000, ge=0, description="Characters of text allowed on top per PDF page.")
+    max_doc_chunks: int = Field(2_000, ge=1, description="Most chunks per document (base).")
+    max_chunks_per_page: int = Field(20, ge=0, description="Chunks allowed on top per PDF page.")
+    max_doc_lines: int = Field(5_000, ge=1, description="Most answer lines (each embedded) per document (base).")
+    max_lines_per_page: int = Field(60, ge=0, description="Answer lines allowed on top per PDF page.")
+    max_word_chars: int = Field(200, ge=20, description="Longer runs of non-space characters are cut to this length.")
+    max_unzipped_mb: int = Field(100, ge=1, description="Most MB a DOCX (ZIP) may expand to.")
+    max_zip_ratio: int = Field(100, ge=2, description="Highest compression ratio of a large entry in a DOCX (ZIP).")
 
     @field_validator("retrieval_mode")
     @classmethod

@@ -33,6 +33,7 @@ from .errors import (
 )
 from .identity import SourceResolver, doc_name, in_scope
 from .lexical import LexicalIndex
+from .limits import LimitExceeded, Limits, check_chunks, page_count
 from .lines import LINES_VERSION, chunks_with_lines, load_lines, save_lines, split_lines
 from .lines import SCHEMA as LINES_SCHEMA
 from .lines import embed_text as line_embed_text
@@ -118,6 +119,7 @@ class IngestReport:
     unchanged: int = 0
     skipped: list[dict] = field(default_factory=list)
     notes: list[dict] = field(default_factory=list)  # pages of ingested files that could not be read
+    warnings: list[str] = field(default_factory=list)  # metadata fields dropped, with file and field
     seconds: float = 0.0
     changed_docs: list[str] = field(default_factory=list)
     # Documents already in the index whose content changed: {"doc_id", "path"} each.
@@ -133,6 +135,7 @@ class IngestReport:
             "skipped": self.skipped,
             "notes": self.notes,
             "replaced": self.replaced,
+            "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
         }
 
@@ -605,6 +608,8 @@ class Index:
             loaded, skipped = self._load(roots, known, on_event)
             report.skipped = [{"path": str(p), "reason": r} for p, r in skipped]
             report.notes = [{"path": str(lf.path), "reason": note} for lf in loaded for note in lf.notes]
+            report.warnings = [w for lf in loaded for w in lf.warnings]
+            limits = Limits.from_settings(self.settings)
             known_paths = {row[0]: row[1] for row in db.execute("SELECT doc_id, path FROM documents")}
 
             to_write: list[tuple[LoadedFile, list[Chunk]]] = []
@@ -615,6 +620,11 @@ class Index:
                 chunks = chunk_documents(lf.documents, self.settings.chunk_size, self.settings.chunk_overlap)
                 if not chunks:
                     report.skipped.append({"path": str(lf.path), "reason": "no text found"})
+                    continue
+                try:  # before any embedding: chunks and answer lines are what costs time
+                    check_chunks(chunks, page_count(lf.documents), limits)
+                except LimitExceeded as exc:
+                    report.skipped.append({"path": str(lf.path), "reason": str(exc)})
                     continue
                 to_write.append((lf, chunks))
                 if lf.doc_id in known_paths and not rechunk and not vectors_missing:
@@ -711,6 +721,7 @@ class Index:
             found, missing = discover([root])
             files += found
             skipped += missing
+        limits = Limits.from_settings(self.settings)
         manifests: dict[Path, dict] = {}
         loaded: list[LoadedFile] = []
         by_id: dict[str, Path] = {}
@@ -734,7 +745,8 @@ class Index:
                     lf = LoadedFile(path=path, doc_id=doc_id, content_hash=digest)
                 else:
                     on_page = (lambda done, total, name=path.name: on_event("pages", done, total, name)) if on_event else None
-                    lf = load_file(path, manifests[folder], data=data, on_page=on_page, identity=identity)
+                    lf = load_file(path, manifests[folder], data=data, on_page=on_page, identity=identity,
+                                   limits=limits)
             except UnreadableFile as exc:
                 skipped.append((path, str(exc)))
                 continue

@@ -70,6 +70,17 @@ _SKIP_REASONS = (
     ("could not be read", "het bestand kon niet gelezen worden"),
     ("same document id", "er is al een document met dezelfde bestandsnaam; geef het een andere naam"),
     ("no such file", "het bestand bestaat niet"),
+    ("not a regular file", "het is geen gewoon bestand (maar bijvoorbeeld een apparaat of pijp)"),
+    ("symbolic link to a file outside", "het is een koppeling naar een bestand buiten de map met bronnen"),
+    ("symbolic link to a folder", "het is een koppeling naar een map; die wordt niet gevolgd"),
+    ("broken symbolic link", "het is een kapotte koppeling"),
+    ("parsing took longer", "het inlezen duurde te lang"),
+    ("parsing needed more", "het inlezen vroeg te veel geheugen"),
+    ("too much text", "het document bevat meer tekst dan is toegestaan"),
+    ("too many chunks", "het document is te groot (te veel passages)"),
+    ("too many answer lines", "het document bevat te veel losse regels of alinea's"),
+    ("ZIP (DOCX)", "het Word-bestand pakt uit tot veel te veel gegevens (een ZIP-bom?)"),
+    ("text file is larger", "het tekstbestand is te groot; splits het in kleinere bestanden"),
 )
 
 

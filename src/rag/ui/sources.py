@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +12,8 @@ import streamlit as st
 
 from rag.errors import RagError
 from rag.ui import common
+
+log = logging.getLogger(__name__)
 
 RESEARCH_KINDS = ("rapport", "factsheet", "handreiking")
 CHUNKS_PER_PAGE = 25
@@ -30,6 +34,31 @@ class UploadResult:
     title: str = ""
     chunks: int = 0
     notes: list[str] = field(default_factory=list)  # pages that could not be read (Dutch)
+    warnings: list[str] = field(default_factory=list)  # metadata fields dropped (Dutch)
+
+
+def check_upload_content(data: bytes, name: str, settings):
+    """Parse and chunk an upload in memory, within the limits, before anything is saved;
+    the LoadedFile, or UnreadableFile with the reason to refuse it."""
+    from rag.chunking import chunk_documents
+    from rag.limits import LimitExceeded, Limits, check_chunks, page_count
+    from rag.loaders import UnreadableFile, check_content, load_file
+
+    limits = Limits.from_settings(settings)
+    check_content(name, data)
+    loaded = load_file(Path(name), data=data, limits=limits)
+    chunks = chunk_documents(loaded.documents, settings.chunk_size, settings.chunk_overlap)
+    try:
+        check_chunks(chunks, page_count(loaded.documents), limits)
+    except LimitExceeded as exc:
+        raise UnreadableFile(str(exc)) from exc
+    return loaded
+
+
+def dutch_warning(warning: str) -> str:
+    """A metadata warning ("<file>: metadata field 'year' dropped (...)") in Dutch."""
+    m = re.search(r"metadata field '(\w+)' dropped \(([^)]*)\)", warning)
+    return f"het veld ‘{m.group(1)}’ in de metadata is genegeerd ({m.group(2)})" if m else warning
 
 
 def _taken_ids(corpus: Path, settings) -> set[str]:
@@ -75,11 +104,12 @@ def save_and_ingest(
     """Check an upload, save it into the corpus folder and index just that file.
 
     `kind` (rapport/handreiking/factsheet) is put in the file name when the name does
-    not already say it, because the loaders derive the kind from the name. A file the
-    loaders skip is removed again and its Dutch reason returned in `skipped`.
+    not already say it, because the loaders derive the kind from the name. The file is
+    parsed before it is saved: one the loaders refuse is never written, and its Dutch reason
+    is returned in `skipped`; a file that fails later is removed again, whatever the error.
     """
     from rag.index import Index
-    from rag.loaders import guess_kind
+    from rag.loaders import UnreadableFile, guess_kind
 
     problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
     if problem:
@@ -87,6 +117,18 @@ def save_and_ingest(
     safe = common.sanitize_filename(name)
     if kind in RESEARCH_KINDS and guess_kind(safe) != kind:
         safe = common.sanitize_filename(f"{kind}-{safe}")
+    try:
+        checked = check_upload_content(data, safe, settings)
+    except UnreadableFile as exc:
+        target = Path(settings.corpus_dir).resolve() / safe
+        return UploadResult(target, target.stem, False, [common.dutch_skip_reason(str(exc))])
+    except Exception as exc:  # noqa: BLE001 - a parser bug must give one sentence, not a traceback
+        log.exception("checking upload %s failed", safe)
+        raise UploadError(
+            f"upload refused: {name} ({exc.__class__.__name__})",
+            "Het bestand kan niet gelezen worden; het is niet toegevoegd.",
+        ) from exc
+    warnings = [dutch_warning(w) for w in checked.warnings]
     path, present = write_upload(data, safe, Path(settings.corpus_dir), settings)
     index = Index(settings)
     try:
@@ -98,11 +140,23 @@ def save_and_ingest(
                 path.unlink(missing_ok=True)
             return UploadResult(path, path.stem, present, skipped)
         doc = next((d for d in index.documents() if Path(d["path"]).resolve() == path.resolve()), {})
+    except BaseException as exc:
+        # Whatever went wrong, a new file must not stay behind to fail every later ingest.
+        if not present:
+            path.unlink(missing_ok=True)
+        if isinstance(exc, RagError) or not isinstance(exc, Exception):
+            raise
+        log.exception("upload of %s failed", safe)
+        raise UploadError(
+            f"upload failed: {name} ({exc.__class__.__name__})",
+            "Het bestand kon door een onverwachte fout niet worden toegevoegd; het is niet bewaard.",
+        ) from exc
     finally:
         index.close()
     common.forget_assistant()
     notes = [common.dutch_page_note(n["reason"]) for n in report.notes]
-    return UploadResult(path, path.stem, present, [], doc.get("title", path.stem), doc.get("chunks", 0), notes)
+    return UploadResult(path, doc.get("doc_id", path.stem), present, [], doc.get("title", path.stem),
+                        doc.get("chunks", 0), notes, warnings)
 
 
 def _documents_table(docs: list[dict]) -> None:
@@ -205,7 +259,9 @@ def _upload_form(settings) -> None:
                    "U kunt er nu vragen over stellen.")
         if result.notes:
             message += " Niet gelezen: " + "; ".join(result.notes) + "."
-        st.session_state["upload_flash"] = ("warning" if result.notes else "success", message)
+        if result.warnings:
+            message += " Let op: " + "; ".join(result.warnings) + "."
+        st.session_state["upload_flash"] = ("warning" if result.notes or result.warnings else "success", message)
     st.rerun()
 
 
