@@ -26,6 +26,7 @@ INGEST_KEYS = {
     "unchanged": int,
     "skipped": list,
     "replaced": list,
+    "notes": list,
     "warnings": list,
     "seconds": float,
 }

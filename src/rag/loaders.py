@@ -35,7 +35,7 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_TEXT_BYTES = 10 * 1024 * 1024
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
 # Bump when a loader's output changes for the same bytes, so unchanged files are parsed again.
-LOADER_VERSION = "3"
+LOADER_VERSION = "4"
 _FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*\n", re.DOTALL)
 # TOML integers are 64-bit; a longer one (a 5,000-digit year) is read as text, so metadata
 # validation can drop that one field by name instead of losing the whole manifest.
