@@ -17,7 +17,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v7"
+CHUNKER_VERSION = "structure-v8"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -29,7 +29,8 @@ _LIST_ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]|\d{{1,3}}[.)])\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
 # whitespace and an uppercase letter, digit or opening quote. Abbreviations like
 # "o.a." or "St." are not followed by an uppercase start often enough to matter here.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
+# An initial ("J. de Vries en M. Bakker") is not a sentence end.
+_SENTENCE_END = re.compile(r"(?<!\b[A-Z]\.)(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
 _ABBREVIATIONS = ("St.", "o.a.", "bijv.", "ca.", "nr.", "e.d.", "z.g.", "dhr.", "mevr.", "drs.", "dr.", "prof.", "ir.", "mr.")
 
 
@@ -134,8 +135,11 @@ def iter_units(
         return PATH_SEPARATOR.join(parts)
 
     def flush():
-        if is_bare_list(paragraph):
-            for line in paragraph:
+        intro = paragraph[:1] if paragraph and paragraph[0].rstrip().endswith(":") else []
+        if is_bare_list(paragraph[len(intro):]):  # with the line that introduces it, if any
+            for line in intro:
+                yield _Unit(_clean_inline(line), section(), page, page_label)
+            for line in paragraph[len(intro):]:
                 yield _Unit(f"- {_clean_inline(line)}", section(), page, page_label)
             paragraph.clear()
         if paragraph:
