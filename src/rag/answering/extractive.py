@@ -83,10 +83,15 @@ def _lead(p: Passage) -> str:
     return f"Volgens {label}" + (f" ({last})" if last else "")
 
 
+def _is_question(c: Candidate) -> bool:
+    return c.text.rstrip().endswith("?")
+
+
 def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget: int) -> list[Candidate]:
     """The best line; other lines whose score is within the fitted margin of it (a stricter one
     for lines of another passage: they must add an answering line of their own); whole lists."""
-    order = sorted(range(len(candidates)), key=lambda i: -candidates[i].score)
+    # A line that is itself a question ("Klopt het dat ...?") answers nothing, however close it is.
+    order = sorted(range(len(candidates)), key=lambda i: (_is_question(candidates[i]), -candidates[i].score))
     best = candidates[order[0]]
     chosen = [best]
     for i in order[1:]:
@@ -94,7 +99,7 @@ def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget:
         margin = rule["margin"] if c.passage_index == best.passage_index else rule["other_margin"]
         if len(chosen) >= rule["max_lines"]:
             break
-        if c.score >= best.score - margin and c.text.casefold() != best.text.casefold():
+        if c.score >= best.score - margin and c.text.casefold() != best.text.casefold() and not _is_question(c):
             chosen.append(c)
     asks_list = bool(LIST_QUESTION.search(question))
     # The list a chosen line belongs to or introduces; for a list question with none, the
@@ -108,6 +113,7 @@ def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget:
     if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
         chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
     return _within_budget(chosen, budget)
+
 
 def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
     """A list scores as its best item or the line that introduces it."""

@@ -37,7 +37,7 @@ FEATURES = (
     "overlap_rank",       # 1 / (1 + rank by overlap)
     "compound",           # share of asked words found only inside a longer word of the line
     "focus",              # share of a follow-up's own words in the line (0 for a standalone question)
-    "number_match",       # a quantity is asked and the line has a number (digits or number words)
+    "number_match",       # a quantity is asked and the line has one (a number, in digits or words; an amount for a cost)
     "number_missing",     # a quantity is asked and the line has none
     "date_match",         # a date is asked and the line has a year or date
     "person_match",       # a person is asked and the line names someone
@@ -72,6 +72,8 @@ MEASURE = re.compile(
     r"|wat kost|kosten|bedrag|prijs|how (long|big|large|high|old|often|fast)|what score|grade|cost|price)\b",
     re.I,
 )
+COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|how much does|cost|price)\b", re.I)
+MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\b\d+(?:[.,]\d+)*\s*(?:miljoen|miljard|duizend)\b|\$\s?\d", re.I)
 REASON_ASKED = re.compile(r"\b(waarom|hoe komt het|om welke reden|reden|oorzaak|why|what causes|reason)\b", re.I)
 REASON_GIVEN = re.compile(
     r"\b(omdat|doordat|want|daardoor|daarom|zodat|vanwege|dankzij|waardoor|reden|oorzaak|because|since|due to"
@@ -97,6 +99,7 @@ class AskedFor:
     """What kind of answer a question asks for."""
 
     quantity: bool
+    cost: bool
     date: bool
     person: bool
     reason: bool
@@ -109,6 +112,7 @@ def asked_for(question: str) -> AskedFor:
     q = _CHATTER.sub("", question)
     return AskedFor(
         quantity=bool(QUANTITY.search(q) or MEASURE.search(q)),
+        cost=bool(COST_ASKED.search(q)),
         date=bool(ASKS_DATE.search(q)),
         person=bool(ASKS_PERSON.search(q)),
         reason=bool(REASON_ASKED.search(q)),
@@ -120,6 +124,11 @@ def asked_for(question: str) -> AskedFor:
 def has_number(text: str) -> bool:
     """Digits, or a quantity written in words ("twaalf scholen", "beide")."""
     return bool(re.search(r"\d", text)) or any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
+
+
+def has_amount(text: str, asked: AskedFor) -> bool:
+    """The kind of quantity asked for: an amount of money for a cost, else any number."""
+    return bool(MONEY.search(text)) if asked.cost else has_number(text)
 
 
 def has_date(text: str) -> bool:
@@ -188,7 +197,7 @@ def line_features(question: str, candidates, sims: np.ndarray, weights: dict[str
     for i, c in enumerate(candidates):
         text = texts[i]
         stripped = text.rstrip()
-        number = has_number(text)
+        number = has_amount(text, asked)
         heading_path = fold_accents(sections[c.passage_index])
         next_is_item = i + 1 < n and candidates[i + 1].passage_index == c.passage_index and candidates[i + 1].is_item
         intro = stripped.endswith(":") and next_is_item

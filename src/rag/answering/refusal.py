@@ -141,11 +141,11 @@ def topic_similarity(vector, centroid, background=None) -> float:
 
 
 def asked_type_missing(question: str, text: str) -> bool:
-    """The question asks for a quantity (also a grade or a size), a date or a person and the text
-    holds none (numbers written in words count)."""
+    """The question asks for a quantity (also a grade or a size; an amount of money for a cost), a
+    date or a person and the text holds none (numbers written in words count)."""
     asked = reader.asked_for(question)
     return (
-        (asked.quantity and not reader.has_number(text))
+        (asked.quantity and not reader.has_amount(text, asked))
         or (asked.date and not reader.has_date(text))
         or (asked.person and not reader.names_someone(text))
     )
