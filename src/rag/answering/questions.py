@@ -54,6 +54,21 @@ KIND_WORDS = {
 }
 
 
+# Function words of each language (grammar, not any corpus): enough to tell a Dutch question
+# from an English one without loading a language model on the question path.
+_DUTCH_FUNCTION = frozenset("""de het een en van in is zijn op te dat die voor met niet wat hoe welke welk waar
+wanneer waarom wie er ook als bij aan om of hun ze we ik je u mijn dit deze kan kun moet wordt worden heb heeft
+hebben naar over uit door""".split())
+_ENGLISH_FUNCTION = frozenset("""the a an and of in is are on to that for with not what how which where when why
+who there also as at by or their they we i you my this these can must be been has have do does from about""".split())
+
+
+def is_dutch(question: str) -> bool:
+    """More Dutch than English function words (a question with neither counts as Dutch)."""
+    tokens = re.findall(r"[a-zà-ÿ]+", question.lower())
+    return sum(t in _DUTCH_FUNCTION for t in tokens) >= sum(t in _ENGLISH_FUNCTION for t in tokens)
+
+
 def named_terms(question: str) -> list[str]:
     """Words a question names rather than describes: capitalised words that do not start a
     sentence, words with digits, acronyms ("Vlaanderen", "2018", "RISC", "WPA2"); hyphenated

@@ -25,7 +25,7 @@ from ..lexical import content_words
 from ..retrieval import Passage
 from . import reader
 from .extractive import Selection, asked_words, matches, weighted_coverage, word_weights
-from .questions import named_terms
+from .questions import is_dutch, named_terms
 
 MODEL_PATH = Path(__file__).with_name("refusal_model.json")
 BACKGROUND_QUESTIONS = Path(__file__).with_name("background_questions.txt")
@@ -46,6 +46,8 @@ FEATURES = (
     "type_mismatch",      # a quantity, date or person is asked and the chosen lines hold none
     "reader_top",         # the learned reader's score of the best line (how much it looks like an answer)
     "reader_margin",      # how far the best line's score stands above the passages' other lines
+    "unknown_dutch",      # `unknown` for a Dutch question (an English one shares few words with Dutch text anyway)
+    "nothing_known",      # a Dutch question with two or more asked words, none of which the corpus uses
 )
 
 
@@ -126,6 +128,8 @@ def features(
         "type_mismatch": type_mismatch,
         "reader_top": float(reader_top),
         "reader_margin": float(reader_margin),
+        "unknown_dutch": float(unknown) if is_dutch(question) else 0.0,
+        "nothing_known": float(is_dutch(question) and len(asked) >= 2 and not any(knows(w) for w in asked)),
     }
 
 
