@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rag.answering import Assistant, reader
-from rag.answering.extractive import Candidate, _mark_bare_lists
 from rag.answering.reader_fit import Question, _fit_weights, _standardisation, recall_at_1
 from rag.answering.refusal import asked_type_missing
+from rag.chunking import is_bare_list
 
 pytestmark = pytest.mark.slow
 
@@ -130,14 +130,11 @@ def test_answer_types_read_from_the_question():
     assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
 
 
-def test_bare_lines_in_a_row_become_items_but_sentences_do_not():
-    cands = [Candidate(t, 0, i, False, set()) for i, t in enumerate(
-        ["Wat levert het op?", "minder thuiszitters", "tevreden ouders", "minder verwijzingen", "Dit is een zin."])]
-    _mark_bare_lists(cands)
-    assert [c.is_item for c in cands] == [False, True, True, True, False]
-    two = [Candidate(t, 0, i, False, set()) for i, t in enumerate(["Aan de slag", "Inhoudsopgave", "Een zin."])]
-    _mark_bare_lists(two)
-    assert not any(c.is_item for c in two)
+def test_bare_lines_in_a_row_become_items_but_sentences_and_wrapped_prose_do_not():
+    assert is_bare_list(["minder thuiszitters", "tevreden ouders", "minder verwijzingen"])
+    assert not is_bare_list(["Aan de slag", "Inhoudsopgave"])  # two lines are no list
+    assert not is_bare_list(["Vrijwel alle", "gemeenten (91%) en", "samenwerkingsverbanden ervaren"])
+    assert not is_bare_list(["minder thuiszitters", "Dit is een zin.", "tevreden ouders"])
 
 
 def test_the_fit_learns_the_informative_feature_and_ranks_held_out_questions():

@@ -157,25 +157,6 @@ def _within_budget(chosen: list[Candidate], budget: int) -> list[Candidate]:
     return kept
 
 
-def _is_bare_item(text: str) -> bool:
-    """A short line without a sentence end or a colon: an item of a list written without bullets."""
-    return 2 <= len(text) <= 80 and not text.rstrip().endswith((".", "!", "?", ":", ";"))
-
-
-def _mark_bare_lists(candidates: list[Candidate]) -> None:
-    """Three or more bare lines in a row in one passage are a list (a factsheet's outcomes, one per
-    line, no bullets): quote them as items, and whole, not run together as one sentence."""
-    run: list[Candidate] = []
-    for c in candidates + [None]:
-        if c is not None and not c.is_item and _is_bare_item(c.text) and (not run or run[-1].passage_index == c.passage_index):
-            run.append(c)
-            continue
-        if len(run) >= 3:
-            for item in run:
-                item.is_item = True
-        run = [c] if c is not None and not c.is_item and _is_bare_item(c.text) else []
-
-
 class ExtractiveAnswerer:
     """Quote the lines of the top passages that answer the question, verbatim, with [n]."""
 
@@ -229,7 +210,6 @@ class ExtractiveAnswerer:
                 vectors.append(vector)
         if not candidates:
             return [], np.zeros((0, len(reader.FEATURES)), dtype=np.float32)
-        _mark_bare_lists(candidates)
         sims = np.vstack(vectors) @ np.asarray(question_vector, dtype=np.float32)
         asked = asked_words(question)
         weights = word_weights(asked, self.idf)
