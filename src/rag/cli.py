@@ -331,7 +331,8 @@ def _echo_reader(model: dict, out: Path | None = None) -> None:
     fit = model["fit"]
     click.echo(
         f"Fit on {fit['questions']} questions ({fit['positive_pairs']} positive of {fit['candidate_lines']} lines; "
-        f"hidden {fit['hidden']}, penalty {fit['penalty']}): out-of-fold recall@1 {fit['out_of_fold_recall_at_1']:.3f}, "
+        f"hidden {fit['hidden']}, penalty {fit['penalty']}): out-of-fold recall@1 {fit['out_of_fold_recall_at_1']:.3f} "
+        f"(cosine alone {fit.get('cosine_recall_at_1', float('nan')):.3f}), "
         f"fact recall {fit['out_of_fold_fact_recall']:.3f} at {fit['out_of_fold_answer_chars']:.0f} characters; "
         f"selection {model['selection']}" + (f"; wrote {out}" if out else "")
     )
