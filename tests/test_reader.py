@@ -160,3 +160,10 @@ def test_the_fit_learns_the_informative_feature_and_ranks_held_out_questions():
     for q in held:
         q.scores = reader.scores(q.matrix, model)
     assert recall_at_1(held) == 1.0
+
+
+def test_an_emoji_before_the_question_does_not_make_its_first_word_a_name():
+    from rag.answering.questions import named_terms
+
+    assert named_terms("🤔 Hoeveel procent van de gemeenten ervaart knelpunten? 📊") == []
+    assert named_terms("Geldt dat ook in Vlaanderen?") == ["Vlaanderen"]

@@ -77,13 +77,18 @@ def named_terms(question: str) -> list[str]:
     found: list[str] = []
     sentence_start = True
     for token in question.split():
+        if token in ("—", "–", "-"):  # a dash opens a new clause (condensed follow-ups join with " — ")
+            sentence_start = True
+            continue
+        if not any(ch.isalnum() for ch in token):
+            continue  # an emoji or a symbol keeps the sentence start it follows
         word = re.sub(r"'s$", "", token.strip("?,.!:;()'\"“”‘’"))
         for part in re.split(r"[-_/]", word):
             if len(part) > 1 and (
                 (part[0].isupper() and not sentence_start) or part.isupper() or any(ch.isdigit() for ch in part)
             ):
                 found.append(part)
-        sentence_start = token.endswith(("?", ".", "!", ":")) or token in ("—", "–", "-")
+        sentence_start = token.endswith(("?", ".", "!", ":"))
     return found
 
 
