@@ -32,8 +32,8 @@ def factsheet_chunks():
 def test_factsheet_heading_path(factsheet_chunks):
     [chunk] = [c for c in factsheet_chunks if "91%" in c.text]
     assert chunk.section == "Factsheet Aansluiting onderwijs en jeugdhulp 2021 › Veel knelpunten"
-    assert chunk.doc_id == "factsheet-2021"
-    assert chunk.chunk_id.startswith("factsheet-2021:")
+    assert chunk.doc_id == "corpus/factsheet-2021.md"
+    assert chunk.chunk_id.startswith("corpus/factsheet-2021.md:")
     assert chunk.metadata["title"] == "Factsheet Aansluiting onderwijs en jeugdhulp 2021"
     assert chunk.metadata["kind"] == "factsheet"
     assert "page" not in chunk.metadata

@@ -56,12 +56,12 @@ def test_only_the_named_documents_are_indexed_and_only_again_when_they_change(li
     cases = [case("factsheet-2021"), case()]
     dataset = tmp_path / "evals" / "dev.jsonl"
     first = prepare(live, cases, dataset)
-    assert first.documents == [{"doc_id": "factsheet-2021", "title": "Factsheet Aansluiting onderwijs en jeugdhulp 2021"}]
-    assert first.changed == ["factsheet-2021"]
+    assert first.documents == [{"doc_id": "corpus/factsheet-2021.md", "title": "Factsheet Aansluiting onderwijs en jeugdhulp 2021"}]
+    assert first.changed == ["corpus/factsheet-2021.md"]
     root = live.index_dir / "eval" / "dev"
     assert first.settings.index_dir == root / "index"
     assert sorted(p.name for p in (root / "corpus").iterdir()) == ["factsheet-2021.md"]
-    assert [d["doc_id"] for d in Index(live).documents()] == ["factsheet-2021", "projectpagina-2021", "upload-2024"]
+    assert [d["name"] for d in Index(live).documents()] == ["factsheet-2021", "projectpagina-2021", "upload-2024"]
 
     catalog = (root / "index" / "catalog.sqlite").stat().st_mtime_ns
     copied = (root / "corpus" / "factsheet-2021.md").stat().st_mtime_ns
@@ -73,10 +73,10 @@ def test_only_the_named_documents_are_indexed_and_only_again_when_they_change(li
 
     factsheet = live.corpus_dir / "factsheet-2021.md"
     factsheet.write_text(factsheet.read_text(encoding="utf-8") + "\nEen regel erbij.\n", encoding="utf-8")
-    assert prepare(live, cases, dataset).changed == ["factsheet-2021"]
+    assert prepare(live, cases, dataset).changed == ["corpus/factsheet-2021.md"]
 
     both = prepare(live, [case("projectpagina-2021")], dataset)  # the dataset now names another document
-    assert [d["doc_id"] for d in both.documents] == ["projectpagina-2021"]
+    assert [d["doc_id"] for d in both.documents] == ["corpus/projectpagina-2021.md"]
     assert sorted(p.name for p in (root / "corpus").iterdir()) == ["projectpagina-2021.md"]
 
 
@@ -106,12 +106,12 @@ def test_rag_eval_own_index_reports_the_documents_and_ignores_uploads(live, tmp_
                                        "--report", str(out.with_suffix(".md"))], env=env)
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text(encoding="utf-8"))
-    assert [d["doc_id"] for d in data["config"]["eval_index"]["documents"]] == ["factsheet-2021"]
+    assert [d["doc_id"] for d in data["config"]["eval_index"]["documents"]] == ["corpus/factsheet-2021.md"]
     assert data["config"]["dataset"] == str(dataset)
     pilots = data["cases"][0]
     assert not pilots["refused"] and "200" in pilots["response"]
-    assert set(pilots["retrieved_doc_ids"]) == {"factsheet-2021"}  # the upload is not in its index
-    assert "own index of `factsheet-2021`" in out.with_suffix(".md").read_text(encoding="utf-8")
+    assert set(pilots["retrieved_doc_ids"]) == {"corpus/factsheet-2021.md"}  # the upload is not in its index
+    assert "own index of `corpus/factsheet-2021.md`" in out.with_suffix(".md").read_text(encoding="utf-8")
 
     live_out = tmp_path / "live.json"  # without the option: the live index, uploads included
     result = CliRunner().invoke(main, ["eval", "--dataset", str(dataset), "--json", str(live_out)], env=env)

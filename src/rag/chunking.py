@@ -17,7 +17,7 @@ from langchain_core.documents import Document
 
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v8"
+CHUNKER_VERSION = "structure-v9"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -29,8 +29,7 @@ _LIST_ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]|\d{{1,3}}[.)])\s+")
 # A sentence ends at . ! ? (optionally followed by a closing quote/bracket) before
 # whitespace and an uppercase letter, digit or opening quote. Abbreviations like
 # "o.a." or "St." are not followed by an uppercase start often enough to matter here.
-# An initial ("J. de Vries en M. Bakker") is not a sentence end.
-_SENTENCE_END = re.compile(r"(?<!\b[A-Z]\.)(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
 _ABBREVIATIONS = ("St.", "o.a.", "bijv.", "ca.", "nr.", "e.d.", "z.g.", "dhr.", "mevr.", "drs.", "dr.", "prof.", "ir.", "mr.")
 
 
@@ -62,6 +61,11 @@ class _Unit:
     table: bool = False
 
 
+# An initial in a list of names ("J. de Vries en M. Bakker", "Jansen, P. Bakker") is no sentence
+# end; a single letter after other words ("Tekst van bijlage A.") is.
+_INITIAL_END = re.compile(r"(?:^|\ben|\bdoor|\bby|\band|,|\b[A-Z]\.)\s+[A-Z]\.$")
+
+
 def split_sentences(paragraph: str) -> list[str]:
     """Split a paragraph into sentences without breaking common abbreviations."""
     parts = _SENTENCE_END.split(paragraph.strip())
@@ -70,7 +74,7 @@ def split_sentences(paragraph: str) -> list[str]:
         part = part.strip()
         if not part:
             continue
-        if sentences and sentences[-1].endswith(_ABBREVIATIONS):
+        if sentences and (sentences[-1].endswith(_ABBREVIATIONS) or _INITIAL_END.search(sentences[-1])):
             sentences[-1] = f"{sentences[-1]} {part}"
         else:
             sentences.append(part)
