@@ -118,7 +118,7 @@ def test_rag_eval_own_index_reports_the_documents_and_ignores_uploads(live, tmp_
     assert result.exit_code == 0, result.output
     data = json.loads(live_out.read_text(encoding="utf-8"))
     assert "eval_index" not in data["config"]
-    assert "upload-2024" in data["cases"][0]["retrieved_doc_ids"]
+    assert "corpus/upload-2024.md" in data["cases"][0]["retrieved_doc_ids"]
 
 
 def test_rag_eval_own_index_without_the_documents_is_one_line(tmp_path):
