@@ -323,7 +323,7 @@ def test_sources_page_lists_documents_and_missing_kinds(app):
     assert any(m.endswith("**Handreiking** ontbreekt") for m in marks)
     assert any("check_circle:] **Factsheet** — Factsheet Aansluiting" in m for m in marks)
     assert any("handreiking" in i.value and "Upload" in i.value for i in app.info)
-    assert app.selectbox(key="browse_doc").value == "factsheet-2021"
+    assert app.selectbox(key="browse_doc").value == "corpus/factsheet-2021.md"
     assert any("Veel knelpunten" in e.label for e in app.expander)
 
 

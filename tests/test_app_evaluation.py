@@ -304,7 +304,7 @@ def test_button_runs_the_eval_on_the_sets_own_index_and_writes_the_report(indexe
     assert "multilingual-e5-small" in data["config"]["embed_model"]
     assert data["config"]["dataset"] == str(tmp_path / "gold.jsonl")
     own = data["config"]["eval_index"]
-    assert [d["doc_id"] for d in own["documents"]] == ["factsheet-2021"]  # only what the set is about
+    assert [d["doc_id"] for d in own["documents"]] == ["corpus/factsheet-2021.md"]  # only what the set is about
     assert own["documents"][0]["title"] == "Factsheet Aansluiting onderwijs en jeugdhulp 2021"
     assert own["index_dir"] == str(indexed / "index" / "eval" / "gold" / "index")
     assert sorted(p.name for p in (indexed / "index" / "eval" / "gold" / "corpus").iterdir()) == ["factsheet-2021.md"]
@@ -335,7 +335,7 @@ def test_an_upload_to_the_live_corpus_does_not_change_the_score(tmp_path, monkey
 
     (root / "corpus" / UPLOAD_NAME).write_text(UPLOAD, encoding="utf-8")  # what the Bronnen page does
     live = Index(settings_for(root))
-    assert live.ingest(paths=[root / "corpus" / UPLOAD_NAME]).changed_docs == [UPLOAD_NAME.removesuffix(".md")]
+    assert live.ingest(paths=[root / "corpus" / UPLOAD_NAME]).changed_docs == [f"corpus/{UPLOAD_NAME}"]
     live.close()
     answer = Assistant(settings_for(root)).ask("Wat kost een onderwijszorgarrangement gemiddeld?")
     assert not answer.refused and "12.500" in answer.text  # on the live index the upload answers it ...

@@ -132,7 +132,7 @@ def split_label(dataset: str | Path) -> str:
 
 def documents_label(documents: list[dict]) -> str:
     """"Titel (doc-id), Titel (doc-id)" for the documents of an eval's own index."""
-    return ", ".join(f"{d.get('title')} ({d.get('doc_id')})" if d.get("title") else str(d.get("doc_id"))
+    return ", ".join(f"{d.get('title')} ({doc_name(str(d.get('doc_id')))})" if d.get("title") else doc_name(str(d.get("doc_id")))
                      for d in documents if isinstance(d, dict))
 
 
