@@ -190,8 +190,14 @@ _ITEM_MARK = re.compile(r"^\s*(?:[-*+•]\s*)?(?:[✓✗]\s*)?")
 def corpus_material(index, corpus_dir: Path) -> Material:
     """Units of the real corpus (through the real loaders and sentence splitter)."""
     from .chunking import PATH_SEPARATOR, iter_units
+    from .loaders import UnreadableFile, discover, load_file, read_manifest
 
-    loaded, _ = index._load([corpus_dir])
+    loaded = []
+    for path in discover([corpus_dir])[0]:  # the loaders alone: the index may not exist yet
+        try:
+            loaded.append(load_file(path, read_manifest(path.parent)))
+        except UnreadableFile:
+            continue
     material = Material()
     seen: set[str] = set()
     for lf in loaded:
