@@ -764,7 +764,8 @@ class Index:
         return loaded, skipped
 
     def _resolver(self) -> SourceResolver:
-        known = dict(self._db().execute("SELECT source, root FROM sources").fetchall())
+        # An index not created yet knows no sources (and parsing files must not create it).
+        known = dict(self._db().execute("SELECT source, root FROM sources").fetchall()) if self.catalog_path.is_file() else {}
         return SourceResolver(self.settings.corpus_dir, known)
 
     def _scopes(self, roots: list[Path]) -> list[tuple[str, Path, str]]:
