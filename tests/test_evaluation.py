@@ -391,7 +391,7 @@ def test_tutorial_baseline_answers_with_top_passage(eval_index):
     assert r.response == r.passages[0].text.strip() + " [1]"
     assert "---" not in r.passages[0].text.splitlines()[0]  # front matter stripped
     assert r.citations == [{"n": 1, "doc_id": r.passages[0].doc_id, "chunk_id": r.passages[0].chunk_id}]
-    assert {p.doc_id for p in r.passages} <= {"factsheet-2021", "projectpagina-2021"}
+    assert {p.doc_id for p in r.passages} <= {"corpus/factsheet-2021.md", "corpus/projectpagina-2021.md"}
 
 
 @pytest.mark.slow
