@@ -15,11 +15,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rag.answering.assistant import Assistant
 from rag.answering.questions import is_instruction
+from rag.answering.tuning import tuning_assistant
 from rag.config import Settings
 from rag.evaluation import fact_in, load_dataset
-from rag.index import Index
 
 CUTOFFS = (1, 2, 3, 5, 10)
 
@@ -28,11 +27,7 @@ def analyses(pairs: list[tuple[Path, Path]]):
     """(dataset name, assistant, analysis, focus words, case) for every answerable tuning case."""
     out = []
     for dataset, corpus in pairs:
-        index_dir = Path(".rag-fit") / corpus.resolve().as_posix().strip("/").replace("/", "_")
-        settings = Settings().with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
-        index = Index(settings)
-        index.ingest()
-        assistant = Assistant(settings, index.open(), chat_model=None)
+        assistant = tuning_assistant(corpus, Settings(), Path(".rag-fit"))
         for case in load_dataset(dataset):
             if case.answerable and case.facts and not is_instruction(case.user_input):
                 _, focus = assistant.standalone(case.user_input, case.history)

@@ -261,7 +261,9 @@ def chat(k: int | None) -> None:
         history += [{"role": "user", "content": question}, {"role": "assistant", "content": answer.text}]
 
 
-def _dataset_pairs(pairs: tuple[str, ...]) -> list[tuple[Path, Path]]:
+def _dataset_pairs(pairs: tuple[str, ...], at_least: int = 1) -> list[tuple[Path, Path]]:
+    if len(pairs) < at_least:
+        raise click.UsageError(f"give at least {at_least} --dataset pairs: each tuning file is held out in turn.")
     parsed = []
     for pair in pairs:
         dataset, sep, corpus = pair.partition("=")
@@ -308,7 +310,7 @@ def fit_all_command(pairs: tuple[str, ...], work_dir: Path) -> None:
     from .answering.refusal_fit import fit_refusal
     from .fusion_fit import fit_fusion
 
-    parsed, settings = _dataset_pairs(pairs), _settings()
+    parsed, settings = _dataset_pairs(pairs, at_least=2), _settings()
     _echo_fusion(fit_fusion(parsed, settings, work_dir))
     _echo_reader(fit_reader(parsed, settings, work_dir))
     _echo_refusal(fit_refusal(parsed, settings, work_dir))
@@ -324,7 +326,7 @@ def fit_reader_command(pairs: tuple[str, ...], work_dir: Path, out: Path | None)
     from .answering.reader import MODEL_PATH
     from .answering.reader_fit import fit_reader
 
-    _echo_reader(fit_reader(_dataset_pairs(pairs), _settings(), work_dir, out or MODEL_PATH), out or MODEL_PATH)
+    _echo_reader(fit_reader(_dataset_pairs(pairs, at_least=2), _settings(), work_dir, out or MODEL_PATH), out or MODEL_PATH)
 
 
 def _echo_reader(model: dict, out: Path | None = None) -> None:

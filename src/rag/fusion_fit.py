@@ -18,7 +18,6 @@ import numpy as np
 from .config import Settings
 from .evaluation import fact_in, load_dataset
 from .fusion import MODEL_PATH, FusionWeights, as_json, forget_loaded_models, fuse, lexical_strength
-from .index import Index
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,11 @@ class Rankings:
 
 def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Rankings]:
     """Index `corpus` (under work_dir) and compute each answerable case's rankings."""
-    from .answering.assistant import Assistant
     from .answering.questions import is_instruction
+    from .answering.tuning import tuning_assistant
 
-    index_dir = Path(work_dir) / corpus.resolve().as_posix().strip("/").replace("/", "_")
-    local = settings.with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
-    index = Index(local)
-    index.ingest()
-    assistant = Assistant(local, index.open(), chat_model=None)
+    assistant = tuning_assistant(corpus, settings, work_dir)
+    local, index = assistant.settings, assistant.index
     searcher = assistant.searcher
     n = max(local.candidates, local.k)
     out = []

@@ -22,11 +22,10 @@ import numpy as np
 
 from ..config import Settings
 from ..evaluation import fact_in, fact_share, load_dataset
-from ..index import Index
 from . import reader
-from .assistant import Assistant
 from .extractive import Candidate, choose_lines
 from .questions import is_instruction
+from .tuning import tuning_assistant
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +58,8 @@ class Question:
 
 def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Question]:
     """Index `corpus` (incrementally, under work_dir) and collect every answerable case's lines."""
-    index_dir = Path(work_dir) / corpus.resolve().as_posix().strip("/").replace("/", "_")
-    local = settings.with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
-    index = Index(local)
-    index.ingest()
-    assistant = Assistant(local, index.open(), chat_model=None)
+    assistant = tuning_assistant(corpus, settings, work_dir)
+    local, index = assistant.settings, assistant.index
     out = []
     for case in load_dataset(dataset):
         if not case.answerable or not case.facts or is_instruction(case.user_input):

@@ -19,10 +19,9 @@ import numpy as np
 
 from ..config import Settings
 from ..evaluation import load_dataset
-from ..index import Index
-from .assistant import Assistant
 from .questions import is_instruction
 from .refusal import FEATURES, MODEL_PATH, background_questions, embed_background, forget_loaded_models
+from .tuning import tuning_assistant
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,8 @@ class Row:
 
 def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Row]:
     """Index `corpus` (incrementally, under work_dir) and compute features for every case."""
-    index_dir = Path(work_dir) / corpus.resolve().as_posix().strip("/").replace("/", "_")
-    local = settings.with_overrides(corpus_dir=corpus, index_dir=index_dir, chroma_url=None)
-    index = Index(local)
-    index.ingest()
-    assistant = Assistant(local, index.open(), chat_model=None)
+    assistant = tuning_assistant(corpus, settings, work_dir)
+    index = assistant.index
     rows = []
     for case in load_dataset(dataset):
         if is_instruction(case.user_input):
