@@ -306,18 +306,24 @@ def _load_docx(data: bytes, budget: Budget, limits: Limits) -> tuple[dict, list[
     return meta, [(None, "\n".join(lines))]
 
 
-def _load_pdf(data: bytes, budget: Budget, limits: Limits, on_page=None,
-              notes: list[str] | None = None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
-    from .ocr import OCR_MARK
-    from .pdf import PdfError, extract_pdf
+def _page_progress(budget: Budget, on_page=None):
+    """Per page: the parse budget is checked, then progress reported."""
 
     def page_done(done: int, total: int) -> None:
         budget.check()
         if on_page:
             on_page(done, total)
 
+    return page_done
+
+
+def _load_pdf(data: bytes, budget: Budget, limits: Limits, on_page=None,
+              notes: list[str] | None = None) -> tuple[dict, list[tuple[int | None, str, str | None]]]:
+    from .ocr import OCR_MARK
+    from .pdf import PdfError, extract_pdf
+
     try:
-        content = extract_pdf(data, page_done)
+        content = extract_pdf(data, _page_progress(budget, on_page))
     except PdfError as exc:
         raise UnreadableFile(str(exc)) from exc
     pages = [(p.number, p.text, f"{p.label} ({OCR_MARK})" if p.ocr else p.label) for p in content.pages]
@@ -334,14 +340,9 @@ def _load_image(data: bytes, budget: Budget, limits: Limits, on_page=None,
     from .ocr import OCR_MARK, OcrUnavailable, image_frames, ocr_images, page_list
     from .pdf import ocr_page_texts
 
-    def page_done(done: int, total: int) -> None:
-        budget.check()
-        if on_page:
-            on_page(done, total)
-
     try:
         frames = image_frames(data)
-        results = ocr_images(frames, page_done)
+        results = ocr_images(frames, _page_progress(budget, on_page))
     except ValueError as exc:
         raise UnreadableFile(str(exc)) from exc
     except OcrUnavailable as exc:
