@@ -2,7 +2,8 @@
 
 Shows what limits fact recall once the right passage is retrieved: for each tuning file, the
 share of facts whose line is ranked within the top 1/2/3/5/10 of the top passages' lines by the
-answerer's score, by the question-line cosine alone and by IDF word overlap alone. A fact
+answerer's score, by the hand-set score it replaced, by the question-line cosine alone and
+by IDF word overlap alone. A fact
 spread over several lines, or in no retrieved passage, counts as not found.
 
     HF_HUB_OFFLINE=1 .venv/bin/python evals/line_ranks.py \\
@@ -15,6 +16,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from rag.answering import reader
 from rag.answering.questions import is_instruction
 from rag.answering.tuning import tuning_assistant
 from rag.config import Settings
@@ -33,10 +37,25 @@ def analyses(pairs: list[tuple[Path, Path]]):
                 _, focus = assistant.standalone(case.user_input, case.history)
                 out.append((dataset.name, assistant, assistant.analyse(case.user_input, case.history), focus, case))
     return out
+
+
+def hand_weights(candidates, matrix: np.ndarray) -> list[float]:
+    """The hand-set line score the learned reader replaced (commit f45d078), from its features."""
+    column = {name: i for i, name in enumerate(reader.FEATURES)}
+    passage_rank = 1.0 / matrix[:, column["passage_rank"]] - 1.0
+    number = matrix[:, column["number_match"]]
+    score = 0.1 * matrix[:, column["sim_from_top"]] + 0.5 * matrix[:, column["overlap"]] + 0.1 * number
+    score -= 0.02 * passage_rank
+    fragment = np.array([len(c.text) < 15 for c in candidates]) & (number == 0)
+    return list(score - 0.3 * fragment)
+
+
+# Each ranking gives every candidate a sort key, from the candidates and the reader's features.
 RANKINGS = {
-    "score": lambda c: c.score,
-    "cosine": lambda c: c.similarity,
-    "overlap": lambda c: (c.overlap, c.similarity),
+    "score": lambda cs, m: [c.score for c in cs],
+    "hand": hand_weights,
+    "cosine": lambda cs, m: [c.similarity for c in cs],
+    "overlap": lambda cs, m: [(c.overlap, c.similarity) for c in cs],
 }
 
 
@@ -44,12 +63,14 @@ def main(argv: list[str]) -> None:
     pairs = [(Path(d), Path(c)) for d, _, c in (arg.partition("=") for arg in argv)]
     ranks: dict[str, dict[str, list[int | None]]] = {}
     for name, assistant, a, focus, case in analyses(pairs):
-        candidates = assistant.extractive.select(a.condensed, a.passages, a.vector, focus).candidates if a.passages else []
+        selection = assistant.extractive.select(a.condensed, a.passages, a.vector, focus) if a.passages else None
+        candidates = selection.candidates if selection else []
         per_file = ranks.setdefault(name, {key: [] for key in RANKINGS})
         for fact in case.facts:
             holding = [i for i, c in enumerate(candidates) if fact_in(fact, c.text)]
             for key, by in RANKINGS.items():
-                order = sorted(range(len(candidates)), key=lambda i: by(candidates[i]), reverse=True)
+                keys = by(candidates, selection.features) if candidates else []
+                order = sorted(range(len(candidates)), key=lambda i: keys[i], reverse=True)
                 per_file[key].append(min((order.index(i) for i in holding), default=None))
     print("share of facts whose line ranks within the top n (" + ", ".join(f"@{n}" for n in CUTOFFS) + ")")
     for name, per_file in ranks.items():
