@@ -240,7 +240,7 @@ def corpus_index(tmp_path_factory, embedder):
     Shared by the whole session: do not change its files or write to the index. The
     returned Index has been `open()`ed and is ready for `HybridSearcher`.
     """
-    from rag.index import Index
+    from rag.store import Index
 
     base = tmp_path_factory.mktemp("corpus_index")
     copy_corpus(base / "corpus")
@@ -259,7 +259,7 @@ def make_index(tmp_path: Path, embedder):
     Without `corpus_dir` a fresh copy of the shipped corpus is used. The index lives in
     its own folder under tmp_path (each call gets a new one).
     """
-    from rag.index import Index
+    from rag.store import Index
 
     counter = {"n": 0}
 

@@ -325,7 +325,7 @@ def test_an_upload_to_the_live_corpus_does_not_change_the_score(tmp_path, monkey
     from apphelpers import settings_for
 
     from rag.answering import Assistant
-    from rag.index import Index
+    from rag.store import Index
 
     root = make_root(tmp_path / "root")
     dev_subset(tmp_path / "gold.jsonl")

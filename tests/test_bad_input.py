@@ -44,7 +44,7 @@ from rag.answering import (
 from rag.citations import markers
 from rag.cli import main
 from rag.errors import QuestionError
-from rag.index import CATALOG, Index
+from rag.store import CATALOG, Index
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from conftest import copy_corpus, make_settings
 
 from rag.evalindex import EvalDocumentsError, eval_root, eval_settings, prepare, referenced_documents
 from rag.evaluation import EvalCase, load_dataset
-from rag.index import Index
+from rag.store import Index
 
 PILOTS = {"id": "fs-pilots", "user_input": "Aan hoeveel pilots werken samenwerkingsverbanden en gemeenten samen?",
           "reference": "Aan meer dan 200 pilots.", "facts": ["200"], "reference_doc_ids": ["factsheet-2021"],

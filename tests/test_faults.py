@@ -30,7 +30,7 @@ from conftest import VENV_BIN, copy_corpus, free_port, make_settings, stop_proce
 from rag.answering import Assistant
 from rag.cli import main
 from rag.errors import IndexMismatchError, IndexMissingError, StoreUnavailableError
-from rag.index import CATALOG, Index
+from rag.store import CATALOG, Index
 
 pytestmark = pytest.mark.slow
 

@@ -26,7 +26,7 @@ from conftest import ROOT, SRC, copy_corpus, make_pdf, subprocess_env
 from rag.cli import main
 from rag.display import PrintableFilter, printable
 from rag.evaluation import doc_metrics
-from rag.index import CATALOG, MARKER
+from rag.store import CATALOG, MARKER
 
 pytestmark = pytest.mark.slow
 
@@ -214,7 +214,7 @@ def test_an_index_of_the_previous_version_answers_and_is_migrated_by_ingest(base
     assert ids == {FACTSHEET, "corpus/projectpagina-2021.md"} and stale == 0
     from conftest import make_settings
 
-    from rag.index import Index
+    from rag.store import Index
 
     assert Index(make_settings(base)).collection().count() == chunks
     assert_factsheet_answers(env)

@@ -681,7 +681,7 @@ def _questions_for(run: Run, scale, ops: int) -> tuple[list[str], str]:
 def bench_scale(run: Run, scale) -> dict:
     """Build the corpus and index of one scale, measure it, delete it again. `scale`: chunks, or "real"."""
     from .chunking import chunk_documents
-    from .index import Index
+    from .store import Index
 
     scale_started = time.perf_counter()
     emb = run.embeddings
@@ -1273,7 +1273,7 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
     workdir = Path(tempfile.mkdtemp(prefix="rag-bench-")) if own_workdir else Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        from .index import Index
+        from .store import Index
 
         _say("loading the embedding model")
         t0 = time.perf_counter()

@@ -20,7 +20,7 @@ import streamlit as st
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def forget_assistant() -> None:
 
 def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
-    from rag.index import Index
+    from rag.store import Index
 
     index = Index(settings)
     return index if index.catalog_path.is_file() else None
@@ -213,7 +213,7 @@ def index_documents(settings: Settings) -> list[dict]:
 
 def ensure_index(settings: Settings) -> bool:
     """Build the index on first run (with progress); False when there is nothing to index."""
-    from rag.index import Index
+    from rag.store import Index
     from rag.loaders import discover
 
     index = Index(settings)
