@@ -307,7 +307,7 @@ def test_empty_corpus_points_to_the_sources_page(tmp_path, monkeypatch):
     root = make_root(tmp_path / "root", corpus=False, index=False)
     at = start(monkeypatch, root)
     assert any("Bronnen" in i.value and "geen documenten" in i.value for i in at.info)
-    assert not (root / "index" / "catalog.sqlite").exists()
+    assert not (root / "index" / "chroma").exists()
 
 
 # -- Bronnen page -------------------------------------------------------------------

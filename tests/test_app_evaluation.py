@@ -358,7 +358,7 @@ def test_button_with_a_missing_dataset_is_a_dutch_error(unindexed, tmp_path, mon
     assert "evaluatievragen konden niet gelezen worden" in at.error[0].value
     assert "bestaat\\-niet\\.jsonl" in at.error[0].value
     assert not (tmp_path / "reports").exists()
-    assert not (unindexed / "index" / "catalog.sqlite").exists()  # checked before any index is touched
+    assert not (unindexed / "index" / "chroma").exists()  # checked before any index is touched
     assert not (unindexed / "index" / "eval").exists()
 
 

@@ -924,7 +924,9 @@ def bench_scale(run: Run, scale) -> dict:
     index.close()
     index.reset_connection()
     if scale == run.cold_scale:  # new processes over this index: `rag ask`, then the app
-        index._release_embedded_chroma()
+        from .store.client import release_embedded
+
+        release_embedded(settings)
         _clear_chroma_cache()
         asked = [q for q in pool[len(ops) * count :]] + run.queries[WARMUP + 3 * run.per_op :]
         run.cold_ask = cold_ask(settings, asked[:COLD_ASKS]) if run.cli_reingest else None

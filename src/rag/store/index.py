@@ -234,8 +234,8 @@ class Index:
             return bool(self.view().docs)
         except IndexMissingError:
             return False
-        except IndexMismatchError:
-            return True  # present but damaged: let open() say so
+        except (IndexMismatchError, StoreUnavailableError):
+            return True  # present but damaged or out of reach: let open() say so
 
     def open(self) -> "Index":
         """Check the index is present, readable and built with the configured model."""

@@ -96,15 +96,15 @@ class Ingest:
             # The recorded name needs no model load: an unchanged corpus re-ingests without the model.
             model_name = (index._embeddings.model_name if index._embeddings is not None
                           else resolve_model(self.settings.embed_model)[1])
-            meta_store, catalog, chunks, lines = index.stores(create=True)
-            meta = meta_store.read() or Meta()
+            meta_store, catalog, chunks, lines = index._readable(lambda: index.stores(create=True))
+            meta = index._readable(meta_store.read) or Meta()
             if meta.embed_model and meta.embed_model != model_name:
                 raise IndexMismatchError(
                     f"The index was built with '{meta.embed_model}', not '{model_name}'; run `rag ingest --rebuild` "
                     "(or set RAG_EMBED_MODEL back).",
                     "De index is gebouwd met een ander embeddingmodel; bouw hem opnieuw op.",
                 )
-            docs = catalog.all()
+            docs = index._readable(catalog.all)
             if meta.pending:
                 self._remove_orphans(docs, chunks, lines)
             visible = sum(d.chunks for d in docs.values())
@@ -152,6 +152,7 @@ class Ingest:
             unfinished += [lf.doc_id for lf in loaded
                            if known.get(lf.doc_id) == lf.content_hash and docs[lf.doc_id].state != READY]
 
+            before = (meta.embed_model, meta.chunking, dict(meta.sources))
             meta.embed_model = model_name
             meta.chunking = index.chunking_signature()
             meta.sources.update({key: str(base) for key, base, _ in scopes})
@@ -178,9 +179,11 @@ class Ingest:
                 self._write_lines(todo, meta, meta_store, catalog, chunks, lines)
                 meta.pending = False
                 meta_store.write(meta)
-            else:
+            elif before != (meta.embed_model, meta.chunking, meta.sources):
                 meta_store.write(meta)
             index.invalidate()
+            if docs:
+                index.lexical()  # built and saved now, not on this process's first question
             report.changed_docs = [lf.doc_id for lf, _ in to_write]
             report.documents = len(docs)
             report.chunks_total = sum(d.chunks for d in docs.values())

@@ -191,8 +191,13 @@ def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
     from rag.store import Index
 
+    from rag.errors import RagError
+
     index = Index(settings)
-    return index if index.catalog_path.is_file() else None
+    try:
+        return index if index.has_store() else None
+    except RagError:
+        return index  # damaged or out of reach: reading it shows the Dutch sentence where it is used
 
 
 def index_documents(settings: Settings) -> list[dict]:
