@@ -26,7 +26,7 @@ ingest: install
 	$(VENV)/bin/rag ingest
 
 run: install
-	test -f .rag/catalog.sqlite || $(VENV)/bin/rag ingest
+	test -d .rag/chroma || $(VENV)/bin/rag ingest
 	$(VENV)/bin/streamlit run app.py
 
 eval: install

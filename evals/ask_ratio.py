@@ -20,7 +20,7 @@ from pathlib import Path
 from rag.answering import Assistant
 from rag.config import Settings
 from rag.evaluation import load_dataset
-from rag.index import Index
+from rag.store import Index
 
 
 def main(dataset: str) -> None:

@@ -126,7 +126,7 @@ def measure_file(path: Path) -> dict:
 def measure_ingest(paths: list[Path]) -> dict:
     """Full ingest of the PDFs into a temp index, then an unchanged re-ingest."""
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
     with tempfile.TemporaryDirectory() as tmp:
         corpus = Path(tmp) / "corpus"

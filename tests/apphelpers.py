@@ -7,7 +7,7 @@ from pathlib import Path
 from conftest import ROOT, copy_corpus, make_pdf, make_settings
 
 from rag.config import Settings
-from rag.index import Index
+from rag.store import Index
 
 APP = ROOT / "app.py"
 KNELPUNTEN = "Hoeveel procent van de gemeenten ervaart knelpunten?"

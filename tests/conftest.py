@@ -12,6 +12,8 @@ available as fixtures of the same name):
 - `make_settings(tmp, **overrides)` -> Settings isolated in a temp folder
 - `free_port()` -> a free TCP port on 127.0.0.1 (with `wait_for_http`, `stop_process`: rag.localserver)
 - `subprocess_env(settings, **extra)` -> env for a `rag` child process on that index and corpus
+- `store_contents(settings)` -> what the store holds, read fresh: catalog records, the chunk ids they
+  list, the chunk ids and answer lines in Chroma, the pending mark
 
 Fixtures:
 
@@ -202,6 +204,25 @@ def subprocess_env(settings, **extra: str) -> dict:
 # -- fixtures ----------------------------------------------------------------------
 
 
+def store_contents(settings) -> dict:
+    """What the store of `settings` holds, read with a new Index (no cached view)."""
+    from rag.store import Index
+
+    index = Index(settings)
+    meta_store, catalog, chunks, lines = index.stores()
+    meta = meta_store.read()
+    docs = catalog.all()
+    got = lines.collection.get(include=["metadatas", "documents"])
+    return {
+        "docs": docs,
+        "catalog": [cid for d in docs.values() for cid in d.chunk_ids],
+        "stored": chunks.all_ids(),
+        "lines": {i: (m["chunk_id"], t) for i, m, t in zip(got["ids"], got["metadatas"], got["documents"])},
+        "pending": bool(meta and meta.pending),
+        "generation": meta.generation if meta else 0,
+    }
+
+
 @pytest.fixture(name="make_pdf")
 def _make_pdf_fixture():
     """The `make_pdf` helper as a fixture."""
@@ -240,7 +261,7 @@ def corpus_index(tmp_path_factory, embedder):
     Shared by the whole session: do not change its files or write to the index. The
     returned Index has been `open()`ed and is ready for `HybridSearcher`.
     """
-    from rag.index import Index
+    from rag.store import Index
 
     base = tmp_path_factory.mktemp("corpus_index")
     copy_corpus(base / "corpus")
@@ -259,7 +280,7 @@ def make_index(tmp_path: Path, embedder):
     Without `corpus_dir` a fresh copy of the shipped corpus is used. The index lives in
     its own folder under tmp_path (each call gets a new one).
     """
-    from rag.index import Index
+    from rag.store import Index
 
     counter = {"n": 0}
 

@@ -32,7 +32,7 @@ from rag.citations import (
     markers,
 )
 from rag.errors import ConfigError, QuestionError
-from rag.index import Index
+from rag.store import Index
 
 QUESTION = "Hoeveel procent van de gemeenten ervaart knelpunten?"
 FACTORS = [

@@ -307,7 +307,7 @@ def test_empty_corpus_points_to_the_sources_page(tmp_path, monkeypatch):
     root = make_root(tmp_path / "root", corpus=False, index=False)
     at = start(monkeypatch, root)
     assert any("Bronnen" in i.value and "geen documenten" in i.value for i in at.info)
-    assert not (root / "index" / "catalog.sqlite").exists()
+    assert not (root / "index" / "chroma").exists()
 
 
 # -- Bronnen page -------------------------------------------------------------------
@@ -503,7 +503,7 @@ def test_warm_up_loads_the_model_in_the_background_once(indexed):
 def test_a_quoted_table_row_shows_in_a_real_table_with_its_row_marked(tmp_path, monkeypatch):
     from tabledocs import SATISFACTION, table_pdf
 
-    from rag.index import Index
+    from rag.store import Index
 
     root = make_root(tmp_path / "root", corpus=False, index=False)
     (root / "corpus" / "tevredenheid.pdf").write_bytes(table_pdf(

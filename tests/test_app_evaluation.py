@@ -325,7 +325,7 @@ def test_an_upload_to_the_live_corpus_does_not_change_the_score(tmp_path, monkey
     from apphelpers import settings_for
 
     from rag.answering import Assistant
-    from rag.index import Index
+    from rag.store import Index
 
     root = make_root(tmp_path / "root")
     dev_subset(tmp_path / "gold.jsonl")
@@ -358,7 +358,7 @@ def test_button_with_a_missing_dataset_is_a_dutch_error(unindexed, tmp_path, mon
     assert "evaluatievragen konden niet gelezen worden" in at.error[0].value
     assert "bestaat\\-niet\\.jsonl" in at.error[0].value
     assert not (tmp_path / "reports").exists()
-    assert not (unindexed / "index" / "catalog.sqlite").exists()  # checked before any index is touched
+    assert not (unindexed / "index" / "chroma").exists()  # checked before any index is touched
     assert not (unindexed / "index" / "eval").exists()
 
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 import html
 import os
 import re
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 from apphelpers import APP, KNELPUNTEN, app_env, make_root
 from click.testing import CliRunner
-from conftest import copy_corpus, free_port
+from conftest import copy_corpus, free_port, store_contents
 
 from rag.answering import (
     REFUSAL_INSTRUCTION,
@@ -44,7 +43,7 @@ from rag.answering import (
 from rag.citations import markers
 from rag.cli import main
 from rag.errors import QuestionError
-from rag.index import CATALOG, Index
+from rag.store import Index
 
 pytestmark = pytest.mark.slow
 
@@ -164,8 +163,7 @@ def test_index_still_answers_after_sql_looking_question(assistant, corpus_index)
     answer = assistant.ask(SQL)
     assert answer.refused
     assert index.info() == before
-    with sqlite3.connect(index.catalog_path) as db:
-        assert db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0] == before["chunks"]
+    assert len(store_contents(index.settings)["stored"]) == before["chunks"]
     assert "91%" in assistant.ask(KNELPUNTEN).text
 
 
@@ -488,10 +486,10 @@ def test_ingest_writes_nothing_outside_the_index_dir(odd_corpus):
 
 def test_ingest_of_odd_corpus_is_consistent(odd_corpus):
     settings, index, report, *_ = odd_corpus
-    with sqlite3.connect(settings.index_dir / CATALOG) as db:
-        catalog = [r[0] for r in db.execute("SELECT chunk_id FROM chunks")]
-        per_doc = db.execute("SELECT COALESCE(SUM(chunks), 0) FROM documents").fetchone()[0]
-    stored = index.collection().get(include=[])["ids"]
+    contents = store_contents(settings)
+    catalog = contents["catalog"]
+    per_doc = sum(d.chunks for d in contents["docs"].values())
+    stored = contents["stored"]
     assert len(catalog) == per_doc == report.chunks_total == index.collection().count()
     assert sorted(stored) == sorted(catalog) and len(set(stored)) == len(stored)
     assert report.documents == 9 and len(report.skipped) == 1
@@ -670,15 +668,15 @@ def test_setting_index_dir_read_only(settings_env, tmp_path):
 
 
 @pytest.fixture
-def other_model_index(corpus_index, tmp_path):
-    """A copy of the catalog that says it was built with another model (as in tests/test_cli_foundation.py)."""
-    import shutil
-
+def other_model_index(corpus_index, tmp_path, embedder):
+    """An index whose meta record says it was built with another model (as in tests/test_cli_foundation.py)."""
     index_dir = tmp_path / "index-other-model"
-    index_dir.mkdir()
-    shutil.copy(corpus_index[0].index_dir / CATALOG, index_dir / CATALOG)
-    with sqlite3.connect(index_dir / CATALOG) as db:
-        db.execute("UPDATE meta SET value='intfloat/multilingual-e5-small' WHERE key='embed_model'")
+    index = Index(corpus_index[0].with_overrides(index_dir=index_dir), embeddings=embedder)
+    index.ingest()
+    meta_store = index.stores()[0]
+    meta = meta_store.read()
+    meta.embed_model = "intfloat/multilingual-e5-small"
+    meta_store.write(meta)
     return index_dir
 
 

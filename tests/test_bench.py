@@ -35,7 +35,7 @@ def _number(value) -> bool:
 def test_queries_are_many_distinct_dutch_questions(tmp_path: Path) -> None:
     from rag.bench import corpus_material, make_queries
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
     index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
     queries = make_queries(corpus_material(index, CORPUS), 250)
@@ -59,7 +59,7 @@ def test_derived_vectors_cover_chunks_and_answer_lines(tmp_path: Path) -> None:
     from rag.bench import DerivedEmbeddings, corpus_material, ingest_texts, write_synthetic_corpus
     from rag.chunking import chunk_documents
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
     index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
     write_synthetic_corpus(tmp_path / "synthetic", corpus_material(index, CORPUS), 40, seed=2)
@@ -80,7 +80,7 @@ def test_synthetic_corpus_has_the_asked_chunks_and_no_duplicates(tmp_path: Path)
     from rag.bench import SECTIONS_PER_DOC, corpus_material, write_synthetic_corpus
     from rag.chunking import chunk_documents
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
     index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
     material = corpus_material(index, CORPUS)

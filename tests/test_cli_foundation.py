@@ -186,14 +186,18 @@ def test_search_without_index(tmp_path):
     assert "rag ingest" in line
 
 
-def test_search_with_another_model_says_rebuild(cli_index, tmp_path):
+def test_search_with_another_model_says_rebuild(cli_index, tmp_path, embedder):
+    from rag.config import Settings
+    from rag.store import Index
+
     env, _ = cli_index
-    # The model check reads only the catalog, so a copy of it is enough.
     index_dir = tmp_path / "index"
-    index_dir.mkdir()
-    shutil.copy(Path(env["RAG_INDEX_DIR"]) / "catalog.sqlite", index_dir / "catalog.sqlite")
-    with sqlite3.connect(index_dir / "catalog.sqlite") as db:
-        db.execute("UPDATE meta SET value='intfloat/multilingual-e5-small' WHERE key='embed_model'")
+    index = Index(Settings(index_dir=index_dir, corpus_dir=env["RAG_CORPUS_DIR"]), embeddings=embedder)
+    index.ingest()
+    meta_store = index.stores()[0]  # the model the index says it was built with
+    meta = meta_store.read()
+    meta.embed_model = "intfloat/multilingual-e5-small"
+    meta_store.write(meta)
     result = run({**env, "RAG_INDEX_DIR": str(index_dir)}, "search", QUESTION)
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output

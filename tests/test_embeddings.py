@@ -134,7 +134,7 @@ def test_minilm_stays_loadable_by_name(minilm):
 
 
 def test_index_built_with_minilm_refuses_the_default(tmp_path, minilm):
-    from rag.index import Index
+    from rag.store import Index
 
     copy_corpus(tmp_path / "corpus")
     built = make_settings(tmp_path, embed_model="all-MiniLM-L6-v2")

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import copy_corpus, make_settings
+from conftest import copy_corpus, make_settings, store_contents
 
 from rag.evalindex import EvalDocumentsError, eval_root, eval_settings, prepare, referenced_documents
 from rag.evaluation import EvalCase, load_dataset
-from rag.index import Index
+from rag.store import Index
 
 PILOTS = {"id": "fs-pilots", "user_input": "Aan hoeveel pilots werken samenwerkingsverbanden en gemeenten samen?",
           "reference": "Aan meer dan 200 pilots.", "facts": ["200"], "reference_doc_ids": ["factsheet-2021"],
@@ -63,13 +63,13 @@ def test_only_the_named_documents_are_indexed_and_only_again_when_they_change(li
     assert sorted(p.name for p in (root / "corpus").iterdir()) == ["factsheet-2021.md"]
     assert [d["name"] for d in Index(live).documents()] == ["factsheet-2021", "projectpagina-2021", "upload-2024"]
 
-    catalog = (root / "index" / "catalog.sqlite").stat().st_mtime_ns
+    generation = store_contents(first.settings)["generation"]
     copied = (root / "corpus" / "factsheet-2021.md").stat().st_mtime_ns
     (live.corpus_dir / "upload-2025.md").write_text("# Nog een notitie\n\nEr zijn 3 pilots.\n", encoding="utf-8")
     again = prepare(live, cases, dataset)
     assert again.changed == [] and again.documents == first.documents
     assert (root / "corpus" / "factsheet-2021.md").stat().st_mtime_ns == copied  # not copied again
-    assert (root / "index" / "catalog.sqlite").stat().st_mtime_ns == catalog  # nothing written
+    assert store_contents(first.settings)["generation"] == generation  # nothing written
 
     factsheet = live.corpus_dir / "factsheet-2021.md"
     factsheet.write_text(factsheet.read_text(encoding="utf-8") + "\nEen regel erbij.\n", encoding="utf-8")

@@ -325,7 +325,7 @@ def test_cli_judge_without_llm_exits_2(tmp_path):
 # -- real pipeline (model, Chroma, BM25) ------------------------------------------------
 @pytest.fixture(scope="module")
 def eval_index(tmp_path_factory, embedder):
-    from rag.index import Index
+    from rag.store import Index
 
     base = tmp_path_factory.mktemp("eval_index")
     settings = Settings(index_dir=base / "index", corpus_dir=CORPUS, chroma_url=None, llm="none")

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from rag.answering import Assistant
 from rag.chunking import chunk_documents
-from rag.index import Index
+from rag.store import Index
 from rag.limits import Limits
 from rag.loaders import UnreadableFile, load_file
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import pytest
 from apphelpers import KNELPUNTEN
 from click.testing import CliRunner
-from conftest import ROOT, SRC, copy_corpus, make_pdf, subprocess_env
+from conftest import ROOT, SRC, copy_corpus, make_pdf, store_contents, subprocess_env
 
 from rag.cli import main
 from rag.display import PrintableFilter, printable
 from rag.evaluation import doc_metrics
-from rag.index import CATALOG, MARKER
+from rag.store import CATALOG, MARKER
 
 pytestmark = pytest.mark.slow
 
@@ -75,9 +75,15 @@ def assert_factsheet_answers(env: dict) -> None:
     assert FACTSHEET in {c["doc_id"] for c in answer["citations"]}, answer["citations"]
 
 
+def _settings_for(index_dir: Path):
+    from rag.config import Settings
+
+    return Settings(index_dir=index_dir, corpus_dir=index_dir.parent / "corpus", chroma_url=None)
+
+
 def chunk_ids(index_dir: Path, doc_id: str) -> list[str]:
-    with sqlite3.connect(index_dir / CATALOG) as db:
-        return [r[0] for r in db.execute("SELECT chunk_id FROM chunks WHERE doc_id=? ORDER BY ordinal", (doc_id,))]
+    docs = store_contents(_settings_for(index_dir))["docs"]
+    return list(docs[doc_id].chunk_ids) if doc_id in docs else []
 
 
 @pytest.fixture
@@ -144,8 +150,7 @@ def test_same_stem_with_another_suffix_is_a_second_document(base):
     make_pdf(base / "corpus" / "longline.pdf", ["De pdf-versie noemt de Zonnedorpse aanpak van thuiszitters."])
     report = ingest(env)
     assert report["documents"] == 4 and report["skipped"] == []
-    with sqlite3.connect(base / "index" / CATALOG) as db:
-        ids = {r[0] for r in db.execute("SELECT doc_id FROM documents")}
+    ids = set(store_contents(_settings_for(base / "index"))["docs"])
     assert {"corpus/longline.md", "corpus/longline.pdf"} <= ids
     assert_factsheet_answers(env)
 
@@ -198,23 +203,24 @@ def test_an_index_of_the_previous_version_answers_and_is_migrated_by_ingest(base
     with sqlite3.connect(base / "index" / CATALOG) as db:
         assert {r[0] for r in db.execute("SELECT doc_id FROM documents")} == {"factsheet-2021", "projectpagina-2021"}
 
-    # This version reads it as it is: same answer, cited by the old id.
+    # This version migrates it into Chroma on first open (saying so) and answers: same answer, cited by the old id.
     result = run(env, "ask", "--json", ASK)
     assert result.exit_code == 0 and "91%" in json.loads(result.stdout)["answer"], result.output
+    assert "Migrated the index" in result.stderr and not (base / "index" / CATALOG).exists()
 
     # ... and the next ingest accepts the folder (no marker yet: recognised by its catalog), marks it
     # and re-keys every document by source and path.
     report = ingest(env)
     assert report["documents"] == 2 and report["removed"] > 0
     assert (base / "index" / MARKER).is_file()
-    with sqlite3.connect(base / "index" / CATALOG) as db:
-        ids = {r[0] for r in db.execute("SELECT doc_id FROM documents")}
-        chunks = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        stale = db.execute("SELECT COUNT(*) FROM chunks WHERE doc_id NOT LIKE 'corpus/%'").fetchone()[0]
-    assert ids == {FACTSHEET, "corpus/projectpagina-2021.md"} and stale == 0
+    contents = store_contents(_settings_for(base / "index"))
+    ids = set(contents["docs"])
+    chunks = len(contents["catalog"])
+    stale = [c for c in contents["stored"] if not c.startswith("corpus/")]
+    assert ids == {FACTSHEET, "corpus/projectpagina-2021.md"} and stale == []
     from conftest import make_settings
 
-    from rag.index import Index
+    from rag.store import Index
 
     assert Index(make_settings(base)).collection().count() == chunks
     assert_factsheet_answers(env)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ from rag.errors import (
     QuestionError,
     StoreUnavailableError,
 )
-from rag.index import CATALOG, Index
+from rag.store import Index
 from rag.retrieval import HybridRetriever, HybridSearcher, Passage
 
 pytestmark = pytest.mark.slow
@@ -110,11 +109,12 @@ _DENSE_TOP = """
 import json, sys
 import numpy as np
 from rag.config import Settings
-from rag.index import Index
+from rag.store import Index
+from rag.store.chunks import ChunkStore
 settings = Settings(corpus_dir=sys.argv[1], index_dir=sys.argv[2], chroma_url=None)
 queries = np.load(sys.argv[3])
-index = Index(settings)
-print(json.dumps([[cid for cid, _ in index.dense_search(q, 30)] for q in queries]))
+store = ChunkStore(Index(settings).collection())  # the chunk vectors alone (no catalog in this test)
+print(json.dumps([[cid for cid, _ in store.query(q, 30)] for q in queries]))
 """
 
 
@@ -153,7 +153,7 @@ def test_a_collection_with_default_hnsw_settings_is_upgraded_on_open(tmp_path):
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from rag.index import EF_SEARCH, SYNC_THRESHOLD
+    from rag.store import EF_SEARCH, SYNC_THRESHOLD
 
     settings = make_settings(tmp_path)
     old = chromadb.PersistentClient(
@@ -302,10 +302,9 @@ def test_cli_rebuild_in_fresh_process_starts_clean(make_index, tmp_path):
     report = json.loads(proc.stdout)
     assert (report["documents"], report["unchanged"], report["removed"]) == (2, 0, 0)
     assert report["added"] == report["chunks_total"] > 10
-    with sqlite3.connect(settings.index_dir / CATALOG) as db:
-        assert {r[0] for r in db.execute("SELECT doc_id FROM documents")} == DOCS
     _forget_embedded_chroma(settings.index_dir)  # our process still caches the deleted store
     reopened = Index(settings).open()
+    assert {d["doc_id"] for d in reopened.documents()} == DOCS
     assert reopened.collection().count() == report["chunks_total"]
     _assert_91_in_top3(HybridSearcher(reopened).search(QUESTION))
 
@@ -315,9 +314,10 @@ def test_cli_rebuild_in_fresh_process_starts_clean(make_index, tmp_path):
 
 def test_model_mismatch_in_catalog(make_index):
     settings, index = make_index()
-    index.close()
-    with sqlite3.connect(settings.index_dir / CATALOG) as db:
-        db.execute("UPDATE meta SET value='intfloat/multilingual-e5-small' WHERE key='embed_model'")
+    meta_store = index.stores()[0]
+    meta = meta_store.read()
+    meta.embed_model = "intfloat/multilingual-e5-small"
+    meta_store.write(meta)
     with pytest.raises(IndexMismatchError) as info:
         Index(settings).open()
     message = str(info.value)
@@ -354,7 +354,7 @@ def test_missing_index(tmp_path):
         Index(settings).open()
     assert "rag ingest" in str(info.value)
     assert info.value.exit_code == 2
-    assert not (tmp_path / "index" / CATALOG).exists()
+    assert not (tmp_path / "index").exists()  # reading creates nothing
 
 
 def test_empty_corpus_gives_an_empty_index_error(make_index, tmp_path):
@@ -446,7 +446,7 @@ class CountingEmbeddings:
 def test_reingest_reuses_stored_vectors_for_unchanged_text(tmp_path, embedder, monkeypatch):
     """A renamed document and a re-chunk of unchanged text cost no forward pass; a changed
     sentence costs only its own texts."""
-    from rag import index as index_module
+    from rag import chunking as index_module
 
     corpus = copy_corpus(tmp_path / "corpus")
     settings = make_settings(tmp_path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from conftest import store_contents
 from rag.lines import embed_text, split_lines
 
 
@@ -50,7 +51,7 @@ def test_embed_text_carries_the_headings_below_the_document_root():
 
 def test_ingest_stores_every_chunk_s_lines_with_unit_vectors(corpus_index):
     _, index = corpus_index
-    ids = [r[0] for r in index._db().execute("SELECT chunk_id FROM chunks")]
+    ids = store_contents(index.settings)["catalog"]
     stored = index.lines_for(ids)
     assert set(stored) == set(ids)
     for chunk_id, (lines, vectors) in stored.items():
@@ -60,14 +61,14 @@ def test_ingest_stores_every_chunk_s_lines_with_unit_vectors(corpus_index):
 
 def test_a_changed_document_replaces_its_lines_and_a_removed_one_drops_them(make_index):
     settings, index = make_index()
-    before = index._db().execute("SELECT COUNT(*) FROM lines").fetchone()[0]
+    before = len(store_contents(settings)["lines"])
     factsheet = settings.corpus_dir / "factsheet-2021.md"
     factsheet.write_text(factsheet.read_text(encoding="utf-8") + "\n\nNieuwe slotzin over toezicht.\n", encoding="utf-8")
     index.ingest()
-    texts = {r[0] for r in index._db().execute("SELECT text FROM lines")}
+    texts = {text for _, text in store_contents(settings)["lines"].values()}
     assert "Nieuwe slotzin over toezicht." in texts
     factsheet.unlink()
     index.ingest()
-    orphans = index._db().execute("SELECT COUNT(*) FROM lines WHERE chunk_id NOT IN (SELECT chunk_id FROM chunks)")
-    assert orphans.fetchone()[0] == 0
-    assert 0 < index._db().execute("SELECT COUNT(*) FROM lines").fetchone()[0] < before
+    after = store_contents(settings)
+    assert all(cid in after["catalog"] for cid, _ in after["lines"].values())  # no orphans
+    assert 0 < len(after["lines"]) < before

@@ -54,7 +54,7 @@ Daarbij gelden vier principes:
 def assistant(tmp_path_factory, embedder):
     from conftest import copy_corpus, make_settings
 
-    from rag.index import Index
+    from rag.store import Index
 
     base = tmp_path_factory.mktemp("reader")
     corpus = copy_corpus(base / "corpus")

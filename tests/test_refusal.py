@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 
+from conftest import store_contents
 from rag.answering import Assistant
 from rag.answering.questions import named_terms
 from rag.answering.refusal import (
@@ -117,7 +118,7 @@ def test_topic_contrast_tells_the_subject_from_everyday_questions(assistant, cor
 def test_chunks_are_also_ranked_by_their_best_line(corpus_index):
     settings, index = corpus_index
     searcher = HybridSearcher(index, settings)
-    chunk_id = index._db().execute("SELECT chunk_id FROM chunks ORDER BY chunk_id LIMIT 1").fetchone()[0]
+    chunk_id = min(store_contents(settings)["catalog"])
     lines, _ = index.lines_for([chunk_id])[chunk_id]
     question = lines[len(lines) // 2].text
     vector = searcher.embed_query(question)

@@ -681,7 +681,7 @@ def _questions_for(run: Run, scale, ops: int) -> tuple[list[str], str]:
 def bench_scale(run: Run, scale) -> dict:
     """Build the corpus and index of one scale, measure it, delete it again. `scale`: chunks, or "real"."""
     from .chunking import chunk_documents
-    from .index import Index
+    from .store import Index
 
     scale_started = time.perf_counter()
     emb = run.embeddings
@@ -924,7 +924,9 @@ def bench_scale(run: Run, scale) -> dict:
     index.close()
     index.reset_connection()
     if scale == run.cold_scale:  # new processes over this index: `rag ask`, then the app
-        index._release_embedded_chroma()
+        from .store.client import release_embedded
+
+        release_embedded(settings)
         _clear_chroma_cache()
         asked = [q for q in pool[len(ops) * count :]] + run.queries[WARMUP + 3 * run.per_op :]
         run.cold_ask = cold_ask(settings, asked[:COLD_ASKS]) if run.cli_reingest else None
@@ -1273,7 +1275,7 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
     workdir = Path(tempfile.mkdtemp(prefix="rag-bench-")) if own_workdir else Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
-        from .index import Index
+        from .store import Index
 
         _say("loading the embedding model")
         t0 = time.perf_counter()

@@ -92,19 +92,22 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     """Index the documents in PATHS (default: the corpus folder, RAG_CORPUS_DIR)."""
     from tqdm import tqdm
 
-    from .index import Index
+    from .store import Index
 
     settings = _settings()
     index = Index(settings)
     bars: dict[str, tqdm] = {}
-    units = {"files": "file", "pages": "page", "embedding": "chunk"}
+    units = {"files": "file", "pages": "page", "embedding": "chunk", "lines": "chunk"}
+    labels = {"files": "Reading", "embedding": "Embedding", "lines": "Answer lines"}
 
     def on_event(stage: str, done: int, total: int, name: str) -> None:
+        if stage not in units:  # "searchable", "ready": a document committed, no bar of its own
+            return
         bar = bars.get(stage)
         if bar is None or bar.total != total or (stage == "pages" and bar.desc != name):
             if bar is not None:
                 bar.close()
-            desc = printable(name) if stage == "pages" else ("Reading" if stage == "files" else "Embedding")
+            desc = printable(name) if stage == "pages" else labels[stage]
             bar = bars[stage] = tqdm(
                 total=total, desc=desc, unit=units[stage], file=sys.stderr, leave=stage != "pages",
                 position=1 if stage == "pages" else 0,
@@ -135,12 +138,23 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
         for warning in report.warnings:
             click.echo(f"warning: {printable(warning)}", err=True)
         click.echo(
-            f"{report.documents} documents, {report.chunks_total} chunks in {printable(settings.index_dir)} "
+            f"{report.documents} documents, {report.chunks_total} chunks in {printable(index.where)} "
             f"(added {report.added}, removed {report.removed}, replaced documents {len(report.replaced)}, "
             f"unchanged documents {report.unchanged}, skipped files {len(report.skipped)}) in {report.seconds:.1f}s"
         )
     if report.documents == 0:
         sys.exit(1)
+
+
+@main.command()
+@handle_errors
+def migrate() -> None:
+    """Move an index built before the store lived in Chroma (RAG_INDEX_DIR/catalog.sqlite) into Chroma."""
+    from .store import Index
+
+    index = Index(_settings())
+    message = index.migrate()
+    click.echo(printable(message) if message else f"Nothing to migrate: {printable(index.where)} has no older catalog.")
 
 
 def _question(text: str, settings: Settings) -> str:
@@ -161,7 +175,7 @@ def _question(text: str, settings: Settings) -> str:
 def search(question: str, k: int | None, mode: str | None, as_json: bool) -> None:
     """Show the passages that best match QUESTION."""
     from .identity import doc_name
-    from .index import Index
+    from .store import Index
     from .retrieval import HybridSearcher
 
     settings = _settings(k=k)

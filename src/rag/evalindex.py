@@ -115,7 +115,7 @@ def prepare(settings: Settings, cases: list, dataset: Path,
     over part of the documents would not compare with earlier runs)."""
     from filelock import FileLock
 
-    from .index import Index
+    from .store import Index
 
     doc_ids = referenced_documents(cases)
     corpus = Path(settings.corpus_dir)

@@ -767,7 +767,7 @@ def run_eval(
     With `own_index` (a rag.evalindex.EvalIndex) the run uses its settings and index: only the
     documents the dataset is about, whatever else the live corpus holds."""
     from .answering import Assistant
-    from .index import Index
+    from .store import Index
     from .retrieval import check_k
 
     if own_index is not None:

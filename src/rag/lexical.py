@@ -109,9 +109,9 @@ def _bm25s():
 
 
 class LexicalIndex:
-    """BM25 over chunk texts with their ids; saved beside the catalog."""
+    """BM25 over chunk texts with their ids; `generation` is the store key it was built for."""
 
-    def __init__(self, retriever, ids: list[str], generation: int):
+    def __init__(self, retriever, ids: list[str], generation: int | str):
         self._retriever = retriever
         self.ids = ids
         self.generation = generation
@@ -158,7 +158,7 @@ class LexicalIndex:
         return False
 
     @classmethod
-    def build(cls, ids: list[str], texts: list[str], generation: int) -> "LexicalIndex":
+    def build(cls, ids: list[str], texts: list[str], generation: int | str) -> "LexicalIndex":
         """Index texts (already prefixed with their heading path)."""
         bm25s = _bm25s()
 
@@ -193,7 +193,7 @@ class LexicalIndex:
             retriever = bm25s.BM25.load(str(folder / "bm25")) if meta["ids"] else None
         except (OSError, ValueError, KeyError):
             return None
-        return cls(retriever, meta["ids"], int(meta["generation"]))
+        return cls(retriever, meta["ids"], meta["generation"])
 
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """Top-n (chunk_id, bm25 score) with score > 0."""

@@ -11,7 +11,7 @@ from .config import MAX_K, Settings
 from .errors import ConfigError, QuestionError
 from .fusion import FusionWeights, fuse, fusion_weights, lexical_strength
 from .identity import doc_name
-from .index import Index
+from .store import Index
 from .lexical import content_words
 
 
@@ -86,6 +86,7 @@ class HybridSearcher:
         if not query:
             raise QuestionError("The question is empty.", "Stel een vraag.")
         k = check_k(self.settings.k if k is None else k)
+        self.index.refresh()  # another process may have committed a change (cheap, throttled)
         mode = mode or self.settings.retrieval_mode
         n = max(self.settings.candidates, k)
         dense: list[tuple[str, float]] = []

@@ -13,7 +13,7 @@ import numpy as np
 from ..citations import check_answer, drop_invalid_markers, markers
 from ..config import Settings
 from ..errors import LLMError
-from ..index import Index
+from ..store import Index
 from ..lines import subsection
 from ..retrieval import HybridSearcher, Passage, check_k
 from .answer import (

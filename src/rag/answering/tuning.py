@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
-from ..index import Index
+from ..store import Index
 from .assistant import Assistant
 
 

@@ -20,7 +20,7 @@ import streamlit as st
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.index import Index
+    from rag.store import Index
 
 log = logging.getLogger(__name__)
 
@@ -189,10 +189,15 @@ def forget_assistant() -> None:
 
 def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
-    from rag.index import Index
+    from rag.store import Index
+
+    from rag.errors import RagError
 
     index = Index(settings)
-    return index if index.catalog_path.is_file() else None
+    try:
+        return index if index.has_store() else None
+    except RagError:
+        return index  # damaged or out of reach: reading it shows the Dutch sentence where it is used
 
 
 def index_documents(settings: Settings) -> list[dict]:
@@ -213,7 +218,7 @@ def index_documents(settings: Settings) -> list[dict]:
 
 def ensure_index(settings: Settings) -> bool:
     """Build the index on first run (with progress); False when there is nothing to index."""
-    from rag.index import Index
+    from rag.store import Index
     from rag.loaders import discover
 
     index = Index(settings)

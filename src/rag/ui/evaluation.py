@@ -302,7 +302,7 @@ def run_evaluation(eval_index, cases: list, dataset: Path, progress: Callable[[i
     """
     from rag import evaluation as ev
     from rag.answering import Assistant
-    from rag.index import Index
+    from rag.store import Index
     from rag.retrieval import check_k
 
     settings = eval_index.settings

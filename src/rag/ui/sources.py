@@ -108,7 +108,7 @@ def save_and_ingest(
     parsed before it is saved: one the loaders refuse is never written, and its Dutch reason
     is returned in `skipped`; a file that fails later is removed again, whatever the error.
     """
-    from rag.index import Index
+    from rag.store import Index
     from rag.loaders import UnreadableFile, guess_kind
 
     problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
