@@ -181,3 +181,14 @@ def test_an_index_of_the_sqlite_release_is_migrated_by_one_command_keeping_its_v
     assert again.returncode == 0 and again.stdout.startswith("Nothing to migrate")
     report = json.loads(_rag(settings, "ingest", "--json").stdout)  # nothing to encode again
     assert (report["unchanged"], report["added"], report["removed"]) == (2, 0, 0)
+
+
+def test_remove_takes_a_document_out_whole(make_index):
+    settings, index = make_index()
+    before = store_contents(settings)
+    assert index.remove(["corpus/factsheet-2021.md", "corpus/bestaat-niet.md"]) == 1
+    after = store_contents(settings)
+    assert set(after["docs"]) == {"corpus/projectpagina-2021.md"} and after["generation"] == before["generation"] + 1
+    assert sorted(after["stored"]) == sorted(after["catalog"])
+    assert {cid for cid, _ in after["lines"].values()} == set(after["catalog"])
+    assert all(p.doc_id != "corpus/factsheet-2021.md" for p in HybridSearcher(index).search(KNELPUNTEN, 10))

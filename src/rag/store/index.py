@@ -443,6 +443,24 @@ class Index:
             self._forget_store()
             raise failure from exc
 
+    def remove(self, doc_ids: list[str], lock_timeout: float = 30.0) -> int:
+        """Remove documents from the index (not their files): their records are deleted first (one
+        commit, so they vanish whole for every process), then their chunks and lines. The number removed."""
+        with self.write_lock(lock_timeout):
+            meta_store, catalog, chunks, lines = self.stores()
+            docs = catalog.all()
+            gone = [d for d in dict.fromkeys(doc_ids) if d in docs]
+            if not gone:
+                return 0
+            meta = meta_store.read()
+            catalog.delete(gone)
+            meta_store.bump(meta)
+            self.invalidate()
+            stale = [cid for d in gone for cid in docs[d].chunk_ids]
+            chunks.delete(stale)
+            lines.delete_chunks(stale)
+            return len(gone)
+
     def _where_written(self) -> str:
         where = f"the index in {self.dir}"
         return where + (f" or the Chroma server at {self.settings.chroma_url}" if self.settings.chroma_url else "")
