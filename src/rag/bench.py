@@ -20,7 +20,7 @@ A scale whose projected encoding time exceeds `--encode-budget` gets *derived* v
 a sample of its chunks and their answer lines is embedded for real, every chunk and every
 answer line gets one of those vectors of its kind plus small gaussian noise
 (renormalised). They are fed to the unchanged `Index.ingest` by a stand-in encoder, so
-loaders, chunker, line split, Chroma upsert, SQLite catalog (line vectors included) and
+loaders, chunker, line split, Chroma upserts of chunks, answer lines and catalog, and
 BM25 are the real code and the index on disk has the real structure. Search and ask then
 run with the real model on the unchanged `HybridSearcher` / `Assistant`; an ask encodes
 only its question.
@@ -467,7 +467,7 @@ class PhaseClock:
 
     parse+clean: until the last file is read (hashing, PDF text, cleaning); chunk: from there to
     the first encoder batch; embed: time inside the encoder's `encode`; write: the rest (cutting
-    answer lines, Chroma upsert, SQLite catalog with line vectors, BM25 build)."""
+    answer lines, Chroma upserts of chunks, lines and catalog, BM25 build)."""
 
     def __init__(self, encoder: TimedEncoder):
         self.encoder = encoder
@@ -799,7 +799,7 @@ def bench_scale(run: Run, scale) -> dict:
             f"with the real model in ingest's calls (encode_chunks_per_s is that sample, lines included); every chunk "
             f"and every answer line gets a real vector of its own kind + N(0, {DERIVED_NOISE}^2) noise, renormalised "
             f"({stand_in.misclassified} of the sample's texts would get the other kind), fed through the unchanged "
-            f"Index.ingest (loaders, chunker, line split, Chroma upsert, SQLite catalog with line vectors, BM25) by a "
+            f"Index.ingest (loaders, chunker, line split, Chroma upserts of chunks, lines and catalog, BM25) by a "
             f"stand-in encoder; that ingest took {full:.1f}s of which {stand_in.seconds:.1f}s making vectors, so "
             f"{without:.1f}s ({report.chunks_total / max(without, 1e-9):.0f} chunks/s) is ingest minus encoding"
         )
@@ -821,7 +821,7 @@ def bench_scale(run: Run, scale) -> dict:
                f"; encoder timed on every other group of {max(batch // 4, 1)} chunks with their lines before the "
                f"ingest and on the rest after it")
             + f"; ingest phases (s): parse+clean {phases['parse_clean_s']}, chunk {phases['chunk_s']}, embed "
-            f"{phases['embed_s']}, the rest (line split, Chroma upsert, catalog with line vectors, BM25) {phases['write_s']}"
+            f"{phases['embed_s']}, the rest (line split, Chroma upserts of chunks, lines and catalog, BM25) {phases['write_s']}"
         )
     row["lines_per_chunk"] = round((sample_texts - len(sample)) / max(len(sample), 1), 2)
     row["ingest_s_per_page"] = round(full / pages, 4) if pages and not derived else None

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     )
 
     corpus_dir: Path = Field(Path("corpus"), description="Folder with the source documents.")
-    index_dir: Path = Field(Path(".rag"), description="Folder for the index (Chroma, lexical, catalog).")
+    index_dir: Path = Field(Path(".rag"), description="Folder for embedded Chroma and the local BM25 cache (only the cache with a Chroma server).")
     embed_model: str = Field(
         DEFAULT_EMBED_MODEL,
         description=(
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(64, ge=1, le=4096, description="Chunks per embedding batch.")
     chroma_url: str | None = Field(None, description="Chroma server URL, e.g. http://127.0.0.1:8000; empty = embedded.")
-    collection: str = Field("onderwijs_jeugdhulp", description="Chroma collection name.")
+    collection: str = Field("onderwijs_jeugdhulp", description="Name of the index in Chroma (collections NAME, NAME-documents, NAME-lines, NAME-meta).")
     chunk_size: int = Field(700, ge=100, le=8000, description="Target chunk size in characters.")
     chunk_overlap: int = Field(0, ge=0, le=2000, description="Characters of trailing context repeated in the next chunk.")
     k: int = Field(5, ge=1, le=MAX_K, description="Passages retrieved per question.")

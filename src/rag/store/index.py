@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -214,8 +215,8 @@ class Index:
             from .migrate import migrate
 
             message = migrate(self, locked)
-            if message:
-                log.warning("%s", message)
+            if message:  # once per index, on stderr whoever opened it (CLI, app, evals)
+                print(message, file=sys.stderr)
 
     def migrate(self) -> str | None:
         """Move an index from before schema 4 (SQLite catalog) into Chroma; what was done, or None."""
@@ -312,6 +313,7 @@ class Index:
         try:
             if not self.has_store():
                 return []
+            self.refresh()  # the Bronnen page lists what the other replicas committed too
             docs = self.view().docs
         except IndexMissingError:
             return []
@@ -335,6 +337,7 @@ class Index:
 
     def info(self) -> dict:
         """Model, dimension and sizes, for the UI and `rag` output."""
+        self.refresh()
         view = self.view()
         return {
             "embed_model": view.meta.embed_model,
@@ -343,8 +346,12 @@ class Index:
             "chunks": len(view.visible),
         }
 
-    def lines_for(self, chunk_ids: list[str]):
-        """Stored answer lines and their vectors per chunk id (chunks without lines are left out)."""
+    def lines_for(self, chunk_ids: list[str], compute: int = 0):
+        """Stored answer lines and their vectors per chunk id (chunks without lines are left out).
+
+        `compute`: for up to this many of the chunks (in the order given) of documents that are
+        searchable but whose lines are not stored yet, cut and encode the lines now (kept until the
+        next generation), so such a document ranks by its lines as it will once it is ready."""
         view = self.view()
         ids = [c for c in dict.fromkeys(chunk_ids) if c in view.visible]
         todo = [c for c in ids if c not in view.lines]
@@ -353,7 +360,27 @@ class Index:
             with self._lock:
                 for cid in todo:
                     view.lines[cid] = loaded.get(cid)
+        if compute:
+            waiting = [c for c in ids if view.lines.get(c) is None and view.docs[view.visible[c]].state != READY]
+            if waiting:
+                self._compute_lines(view, waiting[:compute])
         return {c: view.lines[c] for c in ids if view.lines.get(c) is not None}
+
+    def _compute_lines(self, view: View, chunk_ids: list[str]) -> None:
+        from ..lines import embed_text, split_lines
+        from .answer_lines import rounded
+
+        records = self.get_chunks(chunk_ids)
+        cut = {cid: split_lines(rec.text) for cid, rec in records.items()}
+        texts = [embed_text(records[cid].section, ln) for cid, lines in cut.items() for ln in lines]
+        if not texts:
+            return
+        vectors = rounded(self.embeddings.encode(texts, self.embeddings.passage_prefix))
+        at = 0
+        with self._lock:
+            for cid, lines in cut.items():
+                view.lines[cid] = (lines, vectors[at : at + len(lines)])
+                at += len(lines)
 
     def centroid(self):
         """The normalised mean of all answer-line vectors: where the corpus is, in embedding
@@ -408,13 +435,31 @@ class Index:
         except RagError:
             raise
         except Exception as exc:  # noqa: BLE001 - sqlite, chromadb and OS errors look alike here
-            failure = local.write_failure(exc, self._where_written())
+            failure = local.write_failure(exc, self._where_written(), None if self.settings.chroma_url else self.dir)
             if failure is None:
                 raise
             # Chroma keeps one client per folder in the process; after a failed write its database
             # stays locked, so the next ingest (the app's next upload) starts from a fresh client.
             self._forget_store()
             raise failure from exc
+
+    def remove(self, doc_ids: list[str], lock_timeout: float = 30.0) -> int:
+        """Remove documents from the index (not their files): their records are deleted first (one
+        commit, so they vanish whole for every process), then their chunks and lines. The number removed."""
+        with self.write_lock(lock_timeout):
+            meta_store, catalog, chunks, lines = self.stores()
+            docs = catalog.all()
+            gone = [d for d in dict.fromkeys(doc_ids) if d in docs]
+            if not gone:
+                return 0
+            meta = meta_store.read()
+            catalog.delete(gone)
+            meta_store.bump(meta)
+            self.invalidate()
+            stale = [cid for d in gone for cid in docs[d].chunk_ids]
+            chunks.delete(stale)
+            lines.delete_chunks(stale)
+            return len(gone)
 
     def _where_written(self) -> str:
         where = f"the index in {self.dir}"

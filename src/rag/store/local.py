@@ -108,7 +108,12 @@ def check_writable(folder: Path) -> None:
         ) from exc
 
 
-def write_failure(exc: BaseException, where: str) -> RagError | None:
+# Chroma's Rust core reports a full disk as a failed compaction without the OS error; below this
+# many free bytes on the index's disk a failed write is taken to be one.
+NEARLY_FULL_BYTES = 4 * 2**20
+
+
+def write_failure(exc: BaseException, where: str, folder: Path | None = None) -> RagError | None:
     """One sentence for a write that failed on a full, read-only or failing disk, else None."""
     texts, codes = [], set()
     seen: BaseException | None = exc
@@ -131,6 +136,8 @@ def write_failure(exc: BaseException, where: str) -> RagError | None:
             f"writable folder, {again}.",
             "De index kon niet worden bijgewerkt: de map is alleen-lezen. Vraag de beheerder om hulp.",
         )
+    if _nearly_full(folder):
+        return write_failure(OSError(errno.ENOSPC, "no space left on device"), where)
     if errno.EIO in codes or "disk i/o error" in text:
         return StoreWriteError(
             f"Could not write {where}: the disk reported an I/O error; check the disk (space, "
@@ -138,3 +145,14 @@ def write_failure(exc: BaseException, where: str) -> RagError | None:
             "De index kon niet worden bijgewerkt door een schijffout. Vraag de beheerder om hulp.",
         )
     return None
+
+
+def _nearly_full(folder: Path | None) -> bool:
+    if folder is None:
+        return False
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL_BYTES
+    except OSError:
+        return False
