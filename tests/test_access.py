@@ -208,3 +208,25 @@ def test_rag_ingest_records_the_os_user_and_keeps_the_log_over_a_rebuild(tmp_pat
         ("removed", "corpus/projectpagina-2021.md"),
         ("reindexed", "corpus/factsheet-2021.md"),  # the rebuild indexes it anew; the older records survive it
     ]
+
+
+def test_without_login_the_app_serves_this_machine_only(indexed, monkeypatch):
+    from apphelpers import APP
+    from streamlit import config
+
+    for key, value in app_env(indexed).items():
+        monkeypatch.setenv(key, value)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "0.0.0.0")
+    try:
+        at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+        assert any("alleen op deze computer" in e.value for e in at.error)
+        assert not at.chat_input
+        at.secrets = AUTH  # with login configured it may serve a team: the login screen instead
+        at.user = {"is_logged_in": False}
+        at.run()
+        assert not at.error and [b for b in at.button if b.label == "Inloggen"] and not at.chat_input
+    finally:
+        config.set_option("server.address", before)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.error and at.chat_input
