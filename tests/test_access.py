@@ -230,3 +230,17 @@ def test_without_login_the_app_serves_this_machine_only(indexed, monkeypatch):
         config.set_option("server.address", before)
     at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
     assert not at.error and at.chat_input
+
+
+@slow
+def test_the_change_log_is_shared_through_the_chroma_server(tmp_path, chroma_server):
+    # Two app replicas: their own local folders, one Chroma server.
+    collection = f"log{tmp_path.name[-20:].replace('_', '')}"
+    a = make_settings(tmp_path / "a", chroma_url=chroma_server, collection=collection)
+    b = make_settings(tmp_path / "b", chroma_url=chroma_server, collection=collection)
+    curator = access.login_actor(login(CURATOR), a)
+    assert changelog.record(a, curator, [("added", "corpus/x.pdf", "X")], "upload") == 1
+    (change,) = changelog.recent(b)
+    assert (change.who, change.action, change.doc_id, change.title) == (CURATOR, "added", "corpus/x.pdf", "X")
+    assert changelog.collection_name(b) == f"{collection}-changes"
+    assert not (tmp_path / "b" / "index").exists()  # nothing of it lives beside the replica
