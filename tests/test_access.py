@@ -244,3 +244,21 @@ def test_the_change_log_is_shared_through_the_chroma_server(tmp_path, chroma_ser
     assert (change.who, change.action, change.doc_id, change.title) == (CURATOR, "added", "corpus/x.pdf", "X")
     assert changelog.collection_name(b) == f"{collection}-changes"
     assert not (tmp_path / "b" / "index").exists()  # nothing of it lives beside the replica
+
+
+@slow
+def test_the_first_index_of_the_corpus_is_recorded_as_the_app(tmp_path, monkeypatch):
+    from apphelpers import APP
+
+    root = make_root(tmp_path / "root", index=False)
+    for key, value in app_env(root).items():
+        monkeypatch.setenv(key, value)
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    log = changelog.recent(settings_for(root))
+    assert sorted((c.action, c.doc_id, c.actor_kind, c.via) for c in log) == [
+        ("added", "corpus/factsheet-2021.md", "system", "eerste start"),
+        ("added", "corpus/projectpagina-2021.md", "system", "eerste start"),
+    ]
+    at.switch_page(SOURCES_PAGE).run()
+    assert "de app (eerste start)" in at.table[-1].value["Wie"].tolist()
