@@ -258,8 +258,9 @@ def _research_status(docs: list[dict], curator: bool = True) -> None:
             st.markdown(f":red[:material/cancel:] **{label}** ontbreekt")
             missing.append(kind)
     if {"rapport", "handreiking"} & set(missing) and not curator:
-        st.info("Het volledige rapport en de handreiking ontbreken nog; vraag een beheerder van de bronnen "
-                "om ze toe te voegen.")
+        names = [common.KIND_NAMES[k] for k in ("rapport", "handreiking") if k in missing]
+        st.info(f"{' en '.join(names).capitalize()} {'ontbreekt' if len(names) == 1 else 'ontbreken'} nog; "
+                "vraag een beheerder van de bronnen erom.")
     elif {"rapport", "handreiking"} & set(missing):
         st.info(
             "Het volledige rapport en de handreiking zijn PDF's van oberon.eu. Upload ze hieronder "
