@@ -12,7 +12,7 @@ try:
 except ModuleNotFoundError:  # a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
 
-from rag.ui import common, page_file
+from rag.ui import account, common, page_file
 
 st.set_page_config(
     page_title="Onderwijs en jeugdhulp — vraag het de bronnen", page_icon="📘", layout="centered"
@@ -26,7 +26,10 @@ PAGES = [
 ]
 
 settings = common.load_settings()
+account.refuse_exposure()  # without login: this machine only
 common.warm_up(settings)
+account.require_login(settings)  # with login: nothing but the login button until logged in
 page = st.navigation(PAGES)
 page.run()
 common.sidebar(settings)  # after the page, so its own sidebar buttons ("Nieuw gesprek") come first
+account.sidebar(settings)

@@ -121,11 +121,14 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
 
     # Progress on stderr unless --json (a log file gets the bars too: a long ingest shows it is alive).
     show = not as_json
+    before = _catalog(index)
+    kept_log = _change_log_entries(settings) if rebuild and before else []
     try:
         report = index.ingest(list(paths) or None, rebuild=rebuild, on_event=on_event if show else None)
     finally:
         for bar in bars.values():
             bar.close()
+    _record_changes(settings, before, index.documents(), report, kept_log)
     if as_json:
         _out(report.as_json())
     else:
@@ -155,6 +158,38 @@ def migrate() -> None:
     index = Index(_settings())
     message = index.migrate()
     click.echo(printable(message) if message else f"Nothing to migrate: {printable(index.where)} has no older catalog.")
+
+
+def _catalog(index) -> list[dict]:
+    """The documents in the index, or none when it is missing or damaged (the ingest then says why)."""
+    try:
+        return index.documents()
+    except Exception:  # noqa: BLE001 - a damaged catalog is the ingest's to report (or --rebuild's to fix)
+        return []
+
+
+def _change_log_entries(settings: Settings) -> list:
+    """The change log before a rebuild (an embedded index keeps it in the folder a rebuild deletes)."""
+    from . import changelog
+
+    try:
+        return changelog.export(settings)
+    except Exception as exc:  # noqa: BLE001 - no log yet, or Chroma unreachable: the ingest says so itself
+        logging.getLogger(__name__).debug("could not read the change log: %s", exc)
+        return []
+
+
+def _record_changes(settings: Settings, before: list[dict], after: list[dict], report, kept_log: list) -> None:
+    """Record what `rag ingest` changed in the change log, as the operating-system user."""
+    from . import access, changelog
+
+    try:
+        if kept_log:
+            changelog.restore(settings, kept_log)
+        changelog.record_ingest(settings, access.os_actor(), before, after, report, "rag ingest")
+    except Exception as exc:  # noqa: BLE001 - the index is updated; say the log is not, in one line
+        click.echo(f"Warning: the change was made but could not be recorded in the change log "
+                   f"({printable(exc.__class__.__name__)}).", err=True)
 
 
 def _question(text: str, settings: Settings) -> str:

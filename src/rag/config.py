@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     )
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     upload_max_mb: int = Field(50, ge=1, description="Largest accepted upload in MB.")
+    curators: str = Field(
+        "",
+        description=(
+            "Who may add and delete documents when login (st.login) is configured: comma-separated e-mail "
+            "addresses, '@domain' for a whole domain, or group names (matched against the groups claim)."
+        ),
+    )
+    groups_claim: str = Field("groups", description="The ID-token claim that lists a user's groups (for RAG_CURATORS).")
     # Per-document limits (rag.limits): a file over one is skipped with its reason. Text limits
     # grow with the page count (PDFs); the defaults leave a 300-page report far inside them.
     parse_seconds: float = Field(120.0, gt=0, description="Most seconds parsing one document may take.")

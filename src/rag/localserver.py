@@ -60,13 +60,17 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
             proc.wait(timeout=timeout)
 
 
-def start_streamlit(port: int, env: dict[str, str], log_path: Path, app: Path = APP_FILE) -> subprocess.Popen:
-    """`streamlit run app.py` on 127.0.0.1:`port`, headless, no usage statistics; output to `log_path`."""
+def start_streamlit(
+    port: int, env: dict[str, str], log_path: Path, app: Path = APP_FILE, extra_args: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`streamlit run app.py` on 127.0.0.1:`port`, headless, no usage statistics; output to `log_path`.
+    `extra_args` are more Streamlit options (e.g. `--secrets.files PATH`)."""
     full_env = {**os.environ, **env, "NO_PROXY": "127.0.0.1,localhost"}
     with open(log_path, "wb") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", app.name, "--server.port", str(port),
-             "--server.address", LOCALHOST, "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+             "--server.address", LOCALHOST, "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             *extra_args],
             cwd=app.parent, env=full_env, stdout=out, stderr=subprocess.STDOUT,
         )
 

@@ -234,6 +234,7 @@ def ensure_index(settings: Settings) -> bool:
             st.write(f"{len(files)} document(en) in `{corpus}`; het embeddingmodel wordt geladen.")
             bar = st.progress(0.0, text="Passages voorbereiden…")
             report = index.ingest(progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"))
+            _record_first_start(settings, index, report)
             status.update(label=f"Index klaar: {report.documents} document(en), {report.chunks_total} passages",
                           state="complete", expanded=False)
         show_skipped(report.skipped)
@@ -244,6 +245,16 @@ def ensure_index(settings: Settings) -> bool:
         return True
     finally:
         index.close()
+
+
+def _record_first_start(settings: Settings, index: Index, report) -> None:
+    """Record the corpus folder's first index in the change log, as made by the app itself."""
+    from rag import access, changelog
+
+    try:
+        changelog.record_ingest(settings, access.system_actor(), [], index.documents(), report, "eerste start")
+    except Exception:  # noqa: BLE001 - the index is built; a failing log must not stop the chat
+        log.exception("could not record the first index in the change log")
 
 
 def sidebar(settings: Settings) -> None:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from rag import access
 from rag.errors import RagError
-from rag.ui import common
+from rag.ui import account, common
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,12 @@ def save_and_ingest(
     kind: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_page: Callable[[int, int], None] | None = None,
+    actor: access.Actor | None = None,
 ) -> UploadResult:
-    """Check an upload, save it into the corpus folder and index just that file.
+    """Check an upload, save it into the corpus folder and index just that file, as `actor` (None:
+    someone on this machine, without login); recorded in the change log.
+
+    Only a curator may (rag.access): anyone else gets NotAllowed before anything is read or written.
 
     `kind` (rapport/handreiking/factsheet) is put in the file name when the name does
     not already say it, because the loaders derive the kind from the name. The file is
@@ -111,6 +116,7 @@ def save_and_ingest(
     from rag.store import Index
     from rag.loaders import UnreadableFile, guess_kind
 
+    actor = access.require_curator(actor or access.local_actor(), settings)
     problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
     if problem:
         raise UploadError(f"upload refused: {name}", problem)
@@ -132,6 +138,7 @@ def save_and_ingest(
     path, present = write_upload(data, safe, Path(settings.corpus_dir), settings)
     index = Index(settings)
     try:
+        before = index.documents()
         on_event = (lambda stage, done, total, _name: on_page(done, total) if stage == "pages" else None) if on_page else None
         report = index.ingest(paths=[path], progress=progress, on_event=on_event)
         skipped = [common.dutch_skip_reason(s["reason"]) for s in report.skipped]
@@ -139,7 +146,8 @@ def save_and_ingest(
             if not present:
                 path.unlink(missing_ok=True)
             return UploadResult(path, path.stem, present, skipped)
-        doc = next((d for d in index.documents() if Path(d["path"]).resolve() == path.resolve()), {})
+        after = index.documents()
+        doc = next((d for d in after if Path(d["path"]).resolve() == path.resolve()), {})
     except BaseException as exc:
         # Whatever went wrong, a new file must not stay behind to fail every later ingest.
         if not present:
@@ -154,9 +162,73 @@ def save_and_ingest(
     finally:
         index.close()
     common.forget_assistant()
+    if not _logged(settings, actor, before, after, report, "upload"):
+        warnings.append(UNLOGGED)
     notes = [common.dutch_page_note(n["reason"]) for n in report.notes]
     return UploadResult(path, doc.get("doc_id", path.stem), present, [], doc.get("title", path.stem),
                         doc.get("chunks", 0), notes, warnings)
+
+
+UNLOGGED = "de wijziging kon niet in het logboek worden vastgelegd"
+
+
+def _logged(settings, actor: access.Actor, before: list[dict], after: list[dict], report, via: str) -> bool:
+    """Record an ingest's changes in the change log; False (and a logged error) when that failed."""
+    from rag import changelog
+
+    try:
+        changelog.record_ingest(settings, actor, before, after, report, via)
+        return True
+    except Exception:  # noqa: BLE001 - the change is made; a failing log must not hide that
+        log.exception("could not record the change in the change log")
+        return False
+
+
+class DeleteError(RagError):
+    """A document could not be deleted (not found, not in the corpus folder)."""
+
+
+def deletable(doc: dict, settings) -> bool:
+    """Can this document be deleted from the app: is its file in the corpus folder (uploads land there)?
+    Documents of other folders go with `rag ingest` on that folder."""
+    from rag.identity import doc_source
+
+    corpus = Path(settings.corpus_dir).resolve()
+    return doc_source(doc["doc_id"]) == "corpus" and Path(doc["path"]).resolve().is_relative_to(corpus)
+
+
+def delete_document(doc_id: str, settings, actor: access.Actor | None = None) -> str:
+    """Delete a document of the corpus folder: its file and its passages, as `actor` (None: someone on
+    this machine, without login); recorded in the change log. Returns its title.
+
+    Only a curator may (rag.access). The file is put back when the index cannot be updated."""
+    from rag.index import Index
+
+    actor = access.require_curator(actor or access.local_actor(), settings)
+    index = Index(settings)
+    try:
+        before = index.documents()
+        doc = next((d for d in before if d["doc_id"] == doc_id), None)
+        if doc is None or not deletable(doc, settings):
+            raise DeleteError(
+                f"cannot delete {doc_id}: it is not a document of the corpus folder",
+                "Dit document staat niet (meer) in de map met bronnen en kan hier niet worden verwijderd.",
+            )
+        path = Path(doc["path"])
+        data = path.read_bytes() if path.is_file() else None
+        path.unlink(missing_ok=True)
+        try:
+            report = index.ingest(paths=[path])
+        except BaseException:
+            if data is not None and not path.exists():
+                path.write_bytes(data)
+            raise
+        after = index.documents()
+    finally:
+        index.close()
+    common.forget_assistant()
+    _logged(settings, actor, before, after, report, "verwijderen")
+    return doc["title"]
 
 
 def _documents_table(docs: list[dict]) -> None:
@@ -173,7 +245,7 @@ def _documents_table(docs: list[dict]) -> None:
     st.dataframe(rows, hide_index=True, width="stretch")
 
 
-def _research_status(docs: list[dict]) -> None:
+def _research_status(docs: list[dict], curator: bool = True) -> None:
     st.subheader("Onderzoeksdocumenten")
     missing = []
     for kind in RESEARCH_KINDS:
@@ -185,7 +257,11 @@ def _research_status(docs: list[dict]) -> None:
         else:
             st.markdown(f":red[:material/cancel:] **{label}** ontbreekt")
             missing.append(kind)
-    if {"rapport", "handreiking"} & set(missing):
+    if {"rapport", "handreiking"} & set(missing) and not curator:
+        names = [common.KIND_NAMES[k] for k in ("rapport", "handreiking") if k in missing]
+        st.info(f"{' en '.join(names).capitalize()} {'ontbreekt' if len(names) == 1 else 'ontbreken'} nog; "
+                "vraag een beheerder van de bronnen erom.")
+    elif {"rapport", "handreiking"} & set(missing):
         st.info(
             "Het volledige rapport en de handreiking zijn PDF's van oberon.eu. Upload ze hieronder "
             "en kies het soort document (of zet *rapport* of *handreiking* in de bestandsnaam); "
@@ -244,6 +320,7 @@ def _upload_form(settings) -> None:
                 upload.getvalue(), upload.name, settings, kind or None,
                 progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"),
                 on_page=lambda done, total: bar.progress(done / total, text=f"Pagina {done} van {total} gelezen"),
+                actor=account.current_actor(settings),  # who submits, read now, not when the form was drawn
             )
         except RagError as exc:
             status.update(label=f"{upload.name} niet toegevoegd", state="error", expanded=False)
@@ -265,10 +342,81 @@ def _upload_form(settings) -> None:
     st.rerun()
 
 
+def _delete_form(settings, docs: list[dict]) -> None:
+    candidates = {d["doc_id"]: d for d in docs if deletable(d, settings)}
+    if not candidates:
+        return
+    st.subheader("Document verwijderen")
+    with st.form("delete", clear_on_submit=True):
+        doc_id = st.selectbox(
+            "Document", list(candidates),
+            format_func=lambda i: f"{candidates[i]['title']} ({Path(candidates[i]['path']).name})",
+        )
+        sure = st.checkbox("Ja, verwijder dit document en zijn passages")
+        submitted = st.form_submit_button("Verwijderen")
+    if not submitted or doc_id is None:
+        return
+    if not sure:
+        st.error("Vink eerst aan dat u het document wilt verwijderen.")
+        return
+    try:
+        title = delete_document(doc_id, settings, actor=account.current_actor(settings))
+    except RagError as exc:
+        st.error(exc.dutch)
+        return
+    st.session_state["upload_flash"] = ("success", f"‘{title}’ is verwijderd; het staat niet meer in de bronnen.")
+    st.rerun()
+
+
+ACTIONS = {"added": "toegevoegd", "replaced": "vervangen", "reindexed": "opnieuw geïndexeerd", "removed": "verwijderd"}
+CHANGES_SHOWN = 50
+
+
+def _who(change) -> str:
+    if change.actor_kind == access.LOCAL:
+        return "lokaal (zonder login)"
+    if change.actor_kind == access.SYSTEM:
+        return "de app (eerste start)"
+    return change.who
+
+
+def _change_log(settings) -> None:
+    from zoneinfo import ZoneInfo
+
+    from rag import changelog
+
+    st.subheader("Wijzigingen")
+    try:
+        changes = changelog.recent(settings, CHANGES_SHOWN)
+    except RagError as exc:
+        st.error(exc.dutch)
+        return
+    except Exception:  # noqa: BLE001 - the rest of the page must still show
+        log.exception("could not read the change log")
+        st.warning("Het logboek met wijzigingen kan nu niet worden gelezen.")
+        return
+    if not changes:
+        st.caption("Nog geen wijzigingen vastgelegd.")
+        return
+    import pandas as pd
+
+    zone = ZoneInfo("Europe/Amsterdam")
+    rows = [
+        {"Wanneer": c.when.astimezone(zone).strftime("%d-%m-%Y %H:%M"), "Wie": _who(c),
+         "Wat": ACTIONS.get(c.action, c.action), "Document": c.title, "Via": c.via}
+        for c in changes
+    ]
+    st.table(pd.DataFrame(rows))  # a table, not a data grid: text a screen reader (and a test) can read
+
+
 def render() -> None:
     """The Bronnen page."""
     settings = common.load_settings()
     st.title("Bronnen")
+    actor = account.current_actor(settings)
+    curator = access.may_change(actor, settings)
+    if not access.login_configured():
+        st.info(account.LOCAL_ONLY)
     flash = st.session_state.pop("upload_flash", None)
     if flash:
         kind, message = flash
@@ -277,9 +425,14 @@ def render() -> None:
     if docs:
         _documents_table(docs)
     else:
-        st.info("Er zijn nog geen documenten geïndexeerd. Voeg hieronder een document toe.")
-    _research_status(docs)
-    _upload_form(settings)
+        st.info("Er zijn nog geen documenten geïndexeerd." + (" Voeg hieronder een document toe." if curator else ""))
+    _research_status(docs, curator)
+    if curator:
+        _upload_form(settings)
+        _delete_form(settings, docs)
+    else:
+        st.info(account.READER)
+    _change_log(settings)
     if docs:
         _chunk_browser(settings, docs)
 
