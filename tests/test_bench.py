@@ -63,7 +63,7 @@ def test_derived_vectors_cover_chunks_and_answer_lines(tmp_path: Path) -> None:
 
     index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
     write_synthetic_corpus(tmp_path / "synthetic", corpus_material(index, CORPUS), 40, seed=2)
-    loaded, _ = index._load([tmp_path / "synthetic"])
+    loaded, _ = index.load_files([tmp_path / "synthetic"])
     chunks = [c for lf in loaded for c in chunk_documents(lf.documents)]
     stand_in = DerivedEmbeddings(index.embeddings, chunks[:8], batch=64)
     assert stand_in.misclassified == 0
@@ -85,7 +85,7 @@ def test_synthetic_corpus_has_the_asked_chunks_and_no_duplicates(tmp_path: Path)
     index = Index(Settings(corpus_dir=CORPUS, index_dir=tmp_path / "index", chroma_url=None))
     material = corpus_material(index, CORPUS)
     files = write_synthetic_corpus(tmp_path / "synthetic", material, 400, seed=1)
-    loaded, skipped = index._load([tmp_path / "synthetic"])
+    loaded, skipped = index.load_files([tmp_path / "synthetic"])
     assert not skipped and len(loaded) == files == 10
     chunks = [c for lf in loaded for c in chunk_documents(lf.documents)]
     assert len(chunks) == files * SECTIONS_PER_DOC

@@ -720,7 +720,7 @@ def bench_scale(run: Run, scale) -> dict:
         sources = rng.sample(paths, min(len(paths), wanted))
     else:
         sources = [corpus_dir]
-    loaded, _ = probe._load(sources)
+    loaded, _ = probe.load_files(sources)
     chunks = [c for lf in loaded for c in chunk_documents(lf.documents, settings.chunk_size, settings.chunk_overlap)]
     if not chunks:
         raise click.ClickException(f"No chunks in {corpus_dir}; nothing to benchmark.")
@@ -1292,7 +1292,7 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
         if 1 not in order:  # synthetic scales need the real corpus' encode rate to pick real or derived vectors
             from .chunking import chunk_documents
 
-            loaded, _ = probe._load([corpus])
+            loaded, _ = probe.load_files([corpus])
             chunks = [c for lf in loaded for c in chunk_documents(lf.documents, base.chunk_size, base.chunk_overlap)]
             batch = max(base.embed_batch_size, 16) * 4
             run.encode_rate = len(chunks) / _encode_calls(emb, ingest_texts(chunks, batch), min_seconds=0.5)

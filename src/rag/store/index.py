@@ -443,6 +443,19 @@ class Index:
             self._forget_store()
             raise failure from exc
 
+    def load_files(self, roots: list[Path]):
+        """Parse the files under `roots` as ingest would, writing nothing: (LoadedFile list, skipped)."""
+        from ..identity import SourceResolver
+        from .ingest import Ingest
+
+        sources = {}
+        try:
+            if self.has_store():
+                sources = self.view().meta.sources
+        except RagError:
+            pass
+        return Ingest(self)._load(SourceResolver(self.settings.corpus_dir, sources), [Path(r) for r in roots])
+
     def remove(self, doc_ids: list[str], lock_timeout: float = 30.0) -> int:
         """Remove documents from the index (not their files): their records are deleted first (one
         commit, so they vanish whole for every process), then their chunks and lines. The number removed."""
