@@ -1,4 +1,4 @@
-"""`rag` command line: ingest | search | ask | chat | eval | bench."""
+"""`rag` command line: ingest | worker | search | ask | chat | eval | bench."""
 
 from __future__ import annotations
 
@@ -141,6 +141,20 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
         )
     if report.documents == 0:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process the jobs waiting now, then exit.")
+@click.option("--exit-with", type=int, default=None, hidden=True, help="Exit when this process id is gone (the app that started the worker).")
+@handle_errors
+def worker(once: bool, exit_with: int | None) -> None:
+    """Ingest uploaded files from the job queue (RAG_JOBS_DIR), at lower priority than questions."""
+    from .ingest.worker import run_worker
+
+    logging.getLogger("rag").setLevel(logging.INFO)
+    settings = _settings()
+    if run_worker(settings, once=once, exit_with=exit_with) == 3:
+        click.echo("Another worker already serves this job queue on this machine; nothing to do.", err=True)
 
 
 def _question(text: str, settings: Settings) -> str:

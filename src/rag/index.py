@@ -56,7 +56,8 @@ MARKER_TEXT = "onderwijs-jeugdhulp-rag index: written by `rag ingest`; do not pu
 SCHEMA_VERSION = 3  # 3: documents keyed by source and path (rag.identity), a sources table
 CATALOG = "catalog.sqlite"
 # What an index of an earlier version may hold (also a damaged one that `--rebuild` must replace).
-_OWN_NAMES = {CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test"}
+_OWN_NAMES = {CATALOG, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test",
+              "jobs"}  # jobs: the ingest queue's default folder (rag.ingest.queue)
 REBUILD_HINT = "run `rag ingest --rebuild`"
 # HNSW settings. Chroma's default ef_search (100) misses true nearest neighbours on e5 vectors
 # (cosines crowd into 0.75-0.9): on 529 real-PDF chunks 5-7 of the exact top-30 per 55 questions,
@@ -318,6 +319,13 @@ class Index:
             )
         self.lexical()
         return self
+
+    def generation(self) -> int:
+        """A number that changes with every committed write (0 before the first): cheap to read,
+        so another process can tell that its caches are stale."""
+        if not self.catalog_path.is_file():
+            return 0
+        return int(self._meta("generation") or 0)
 
     def lexical(self) -> LexicalIndex:
         """The BM25 index matching the catalog's generation (rebuilt if stale or missing)."""
