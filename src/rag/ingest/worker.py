@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 5.0
 SAVE_EVERY = 0.25  # seconds between progress writes within one stage
 RECOVER_EVERY = 30.0
+REPORT_EVERY_TEXTS = 16  # encoder calls this small cost no throughput measurable here (rag bench)
 
 
 def find_duplicate(settings, sha256: str, safe_name: str) -> dict | None:
@@ -105,6 +106,31 @@ class _Reporter:
         self._thread.join(timeout=HEARTBEAT_SECONDS)
 
 
+class _ProgressEncoder:
+    """The worker's encoder, reporting after every encoder batch: one ingest batch of passages and
+    their answer lines takes tens of seconds, too long for a progress bar to stand still."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.on_texts = None  # (encoded, of) within the current call
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, prefix: str = "", show_progress: bool = False):
+        import numpy as np
+
+        texts = list(texts)
+        step = REPORT_EVERY_TEXTS
+        if self.on_texts is None or len(texts) <= step:
+            return self.inner.encode(texts, prefix)
+        parts = []
+        for start in range(0, len(texts), step):
+            parts.append(self.inner.encode(texts[start : start + step], prefix))
+            self.on_texts(min(start + step, len(texts)), len(texts))
+        return np.vstack(parts)
+
+
 class Worker:
     """Takes jobs from the queue one at a time and ingests them."""
 
@@ -176,13 +202,25 @@ class Worker:
         job.target = str(saved.resolve())
         reporter.stage("lezen", force=True)
 
-        index = Index(settings, embeddings=self.embeddings)
+        encoder = _ProgressEncoder(self.embeddings)
+        index = Index(settings, embeddings=encoder)
         self._fresh_store(index)  # another process may have written the store since the last job
+        # Passages go to the encoder in batches of this many, each with its answer lines (rag.index).
+        per_call = max(settings.embed_batch_size, 16) * 4
+        embedded = {"done": 0, "total": 0}
+
+        def on_texts(encoded: int, of: int) -> None:
+            if embedded["total"]:
+                in_call = min(per_call, embedded["total"] - embedded["done"])
+                reporter.stage("verwerken", embedded["done"] + int(in_call * encoded / of), embedded["total"])
+
+        encoder.on_texts = on_texts
         try:
             def on_event(stage: str, done: int, total: int, _name: str) -> None:
                 if stage == "pages":
                     reporter.stage("lezen", done, total)
                 elif stage == "embedding":
+                    embedded.update(done=done, total=total)
                     reporter.stage("verwerken", done, total)
                 elif stage in ("searchable", "doorzoekbaar"):  # a store that is searchable before its lines
                     reporter.stage("doorzoekbaar", done, total)
