@@ -333,6 +333,13 @@ def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_pl
                 page.get_by_text("byte voor byte hetzelfde bestand", exact=False).wait_for(timeout=ANSWER_MS)
                 assert page.locator('[data-testid="stException"]').count() == 0
                 page.screenshot(path=str(tmp_path / "bronnen-dubbel.png"), full_page=True)
+
+                # The chat answers from the new document: the app process sees what the worker process wrote.
+                chat, assistant = _chat_page(browser, url)
+                _ask(chat, "Hoeveel jeugdconsulenten werken er in wijk 12 van Kwartelveld?")
+                assistant.first.get_by_text("Bronnen").first.wait_for(timeout=ANSWER_MS)
+                answer = assistant.first.inner_text()
+                assert "22 jeugdconsulenten" in answer and "Kwartelveld" in answer, answer
             finally:
                 browser.close()
     except (RuntimeError, TimeoutError) as exc:
