@@ -371,6 +371,23 @@ def test_upload_on_sources_page_makes_the_document_answerable(tmp_path, monkeypa
     assert len([d for d in Index(settings).documents() if "Zonnedorp" in d["path"]]) == 1
 
 
+def test_sources_page_says_when_no_worker_takes_the_queue(tmp_path, monkeypatch):
+    import json
+
+    from rag.ingest import JobQueue
+
+    root = make_root(tmp_path / "root", index=False)
+    queue = JobQueue.for_settings(settings_for(root))
+    job = queue.enqueue(b"# Notitie\n\nTekst.\n", "notitie.md", "notitie.md")
+    path = queue.queued_dir / f"{job.id}.json"
+    path.write_text(json.dumps({**job.as_json(), "heartbeat": job.heartbeat - 60}), encoding="utf-8")
+    at = start(monkeypatch, root, RAG_WORKER_AUTOSTART="false")
+    at.switch_page(SOURCES_PAGE).run()
+    assert not at.exception
+    assert any("notitie" in p.text and "in de wachtrij" in p.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
+    assert any("geen verwerker" in w.value and "rag worker" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
 @slow
 def test_upload_refusal_is_shown_in_dutch(tmp_path, monkeypatch):
     root = make_root(tmp_path / "root")

@@ -227,7 +227,7 @@ class JobQueue:
                 os.rename(path, back)  # atomic: of two recovering workers, one moves it
             except FileNotFoundError:
                 continue
-            job.stage, job.done, job.total = "wachtrij", 0, 0
+            job.stage, job.done, job.total, job.heartbeat = "wachtrij", 0, 0, time.time()
             job.message = "opnieuw in de wachtrij na een onderbroken verwerking"
             _write_json(back, job.as_json())
             requeued.append(job.id)

@@ -25,6 +25,7 @@ CHUNKS_PER_PAGE = 25
 JOBS_SHOWN = 5
 RECENT_JOB_SECONDS = 15 * 60  # finished jobs stay in the panel this long
 STAGE_PATH = ("wachtrij", "lezen", "doorzoekbaar", "klaar")
+NO_WORKER_SECONDS = 30
 
 
 class UploadError(RagError):
@@ -339,6 +340,11 @@ def _jobs_panel(settings) -> None:
         ensure_worker(settings)  # the worker that served this queue is gone
     if jobs:
         st.subheader("Verwerking")
+        # Workers look every half second: a job waiting this long while none is being worked on has no worker.
+        waiting = [j for j in running if j.stage == "wachtrij" and now - j.heartbeat > NO_WORKER_SECONDS]
+        if waiting and all(j.stage == "wachtrij" for j in running):
+            st.warning("Er draait geen verwerker voor de wachtrij op deze server; vraag de beheerder "
+                       "`rag worker` te starten.")
         for job in jobs:
             _job_line(job)
     if before - st.session_state["jobs_running"]:
