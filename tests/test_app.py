@@ -9,6 +9,7 @@ from fake_openai import FakeOpenAI, Reply
 from streamlit.testing.v1 import AppTest
 
 from rag.answering import NOTE_LLM_DOWN, Assistant
+from rag.index import Index
 from rag.ui.common import (
     answer_markdown,
     check_upload,
@@ -329,21 +330,62 @@ def test_sources_page_lists_documents_and_missing_kinds(app):
 
 @slow
 def test_upload_on_sources_page_makes_the_document_answerable(tmp_path, monkeypatch, zonnedorp):
+    from rag.ingest import JobQueue
+    from rag.ingest.worker import Worker
+
     root = make_root(tmp_path / "root")
-    at = start(monkeypatch, root)
+    at = start(monkeypatch, root, RAG_WORKER_AUTOSTART="false")  # the worker runs below, in this process
     at.switch_page(SOURCES_PAGE).run()
     at.file_uploader[0].set_value(("Zonnedorp jeugdhulp (concept).pdf", zonnedorp, "application/pdf"))
     at.selectbox[0].set_value("rapport")
     next(b for b in at.button if b.label == "Toevoegen en indexeren").click().run()
     assert not at.exception
-    assert at.success and "toegevoegd" in at.success[0].value
+    # The page script only queued the upload: nothing is in the corpus yet, the panel says it waits.
+    assert not (root / "corpus" / "rapport-Zonnedorp-jeugdhulp-concept.pdf").exists()
+    assert any("in de wachtrij" in p.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
+    settings = settings_for(root)
+    assert Worker(settings).run_once() == 1
+    (job,) = JobQueue.for_settings(settings).jobs()
+    assert job.stage == "klaar" and job.pages == 1 and list(job.timings)[:2] == ["lezen", "verwerken"]
+    at.run()
+    assert not at.exception
+    assert at.success and "antwoordregels klaar" in at.success[0].value and "toegevoegd" in at.success[0].value
     assert (root / "corpus" / "rapport-Zonnedorp-jeugdhulp-concept.pdf").is_file()
     assert any("check_circle:] **Rapport** — " in m.value and "Zonnedorp" in m.value for m in at.markdown)
+    table = at.dataframe[0].value
+    assert table.loc[table["Bestand"] == "rapport-Zonnedorp-jeugdhulp-concept.pdf", "Pagina's"].tolist() == [1]
     at.switch_page(CHAT_PAGE).run()
     ask(at, "Hoeveel jeugdconsulenten heeft de gemeente Zonnedorp?")
     message = last_assistant(at)
     assert "42" in message.markdown[0].value
     assert any("Zonnedorp" in e.label for e in message.expander)
+
+    # The same bytes under another name: reported as a duplicate at once, nothing queued.
+    at.switch_page(SOURCES_PAGE).run()
+    at.file_uploader[0].set_value(("kopie van zonnedorp.pdf", zonnedorp, "application/pdf"))
+    next(b for b in at.button if b.label == "Toevoegen en indexeren").click().run()
+    warnings = [w.value.replace("\\", "") for w in at.warning]  # markdown-escaped
+    assert any("byte voor byte hetzelfde bestand" in w and "(rapport-Zonnedorp-jeugdhulp-concept.pdf)" in w
+               for w in warnings), warnings
+    assert len(JobQueue.for_settings(settings).jobs()) == 1
+    assert len([d for d in Index(settings).documents() if "Zonnedorp" in d["path"]]) == 1
+
+
+def test_sources_page_says_when_no_worker_takes_the_queue(tmp_path, monkeypatch):
+    import json
+
+    from rag.ingest import JobQueue
+
+    root = make_root(tmp_path / "root", index=False)
+    queue = JobQueue.for_settings(settings_for(root))
+    job = queue.enqueue(b"# Notitie\n\nTekst.\n", "notitie.md", "notitie.md")
+    path = queue.queued_dir / f"{job.id}.json"
+    path.write_text(json.dumps({**job.as_json(), "heartbeat": job.heartbeat - 60}), encoding="utf-8")
+    at = start(monkeypatch, root, RAG_WORKER_AUTOSTART="false")
+    at.switch_page(SOURCES_PAGE).run()
+    assert not at.exception
+    assert any("notitie" in p.text and "in de wachtrij" in p.text for p in at.get("progress")), [p.proto for p in at.get("progress")]
+    assert any("geen verwerker" in w.value and "rag worker" in w.value for w in at.warning), [w.value for w in at.warning]
 
 
 @slow
@@ -355,9 +397,7 @@ def test_upload_refusal_is_shown_in_dutch(tmp_path, monkeypatch):
     next(b for b in at.button if b.label == "Toevoegen en indexeren").click().run()
     assert not at.exception
     assert any("ZIP-archief" in e.value for e in at.error)
-    # The reason stands on the page, not inside the (collapsed) status box, which names the file.
-    (status,) = at.status
-    assert status.label == "rapport.pdf niet toegevoegd" and not status.error
+    assert not at.get("progress")  # refused by the page itself: nothing queued
     assert sorted(p.name for p in (root / "corpus").iterdir()) == ["factsheet-2021.md", "projectpagina-2021.md"]
 
 

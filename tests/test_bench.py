@@ -105,7 +105,7 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
     result = CliRunner().invoke(
         main,
         ["bench", "--scale", "1", "--scale", "80", "--queries", "4", "--encode-budget", "0",
-         "--threads", "2", "--no-cli-reingest", "--no-real", "--app", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+         "--threads", "2", "--no-cli-reingest", "--no-real", "--app", "--job-pages", "0", "--workdir", str(tmp_path / "work"), "--json", str(out)],
     )
     assert result.exit_code == 0, result.output + repr(result.exception)
     assert "search p95 / embed_query (shipped corpus)" in result.output
@@ -152,3 +152,29 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
         assert _number(app[name]) and app[name] > 0, name
     assert app["server_ready_s"] <= app["page_ready_s"] <= app["first_answer_s"]
     assert "app: streamlit run -> first answer (s)" in result.output
+
+
+JOB_FIELDS = {
+    "pages": int, "passages": int, "texts_encoded": int, "answer_line_share": float, "queued_to_reading_s": float,
+    "reading_s": float, "searchable_s": float, "answerable_s": float, "encode_tokens": int,
+    "ingest_tokens_per_s": float, "encoder_tokens_per_s": float, "idle_ask_p50_ms": float,
+    "during_ask_p50_ms": float, "during_ratio": float, "asks_during": int, "answerable_with_questions_s": float,
+}
+
+
+def test_bench_job_times_a_generated_pdf_through_a_real_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(CORPUS))
+    monkeypatch.delenv("RAG_CHROMA_URL", raising=False)
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(main, ["bench", "--job-only", "--job-pages", "3", "--no-app", "--no-cli-reingest",
+                                       "--workdir", str(tmp_path / "work"), "--json", str(out)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    assert "ingest job, 3-page PDF" in result.output and "searchable" in result.output
+    job = json.loads(out.read_text(encoding="utf-8"))["ingest_job"]
+    assert set(job) == set(JOB_FIELDS)
+    for name, kind in JOB_FIELDS.items():
+        assert _number(job[name]) and (kind is float or isinstance(job[name], int)), name
+    assert job["pages"] == 3 and job["asks_during"] >= 1
+    assert 0 < job["answer_line_share"] < 1 and job["searchable_s"] <= job["answerable_s"]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from apphelpers import FOLLOW_UP, KNELPUNTEN, app_env, make_root
 
+from rag.index import Index
 from rag.localserver import CHROMIUM, CHROMIUM_ARGS, free_port, start_streamlit, stop_process, wait_for_http
 
 STARTUP_SECONDS = 90
@@ -270,3 +272,84 @@ def test_what_a_policy_adviser_asks_first(server, sync_playwright, tmp_path):
             page.screenshot(path=str(tmp_path / "adviser.png"), full_page=False)
         finally:
             browser.close()
+
+
+def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_playwright, tmp_path):
+    """A 30-page PDF uploaded on Bronnen: the app queues it and starts a `rag worker`; the panel at
+    the top moves through its stages and pages without a click; the table shows the page count;
+    the same bytes under another name are reported as a duplicate. The worker leaves with the app."""
+    from apphelpers import settings_for
+    from conftest import SRC, make_pdf
+    from test_worker import kwartelveld_pages
+
+    from rag.ingest.worker import worker_running
+
+    root = make_root(tmp_path / "root")
+    pdf = make_pdf(tmp_path / "upload" / "wijkrapport-kwartelveld.pdf", kwartelveld_pages(30),
+                   title="Wijkrapport Kwartelveld")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = root / "streamlit.log"
+    proc = start_streamlit(port, {**app_env(root), "PYTHONPATH": str(SRC)}, log)
+    try:
+        wait_for_http(f"{url}/_stcore/health", timeout=STARTUP_SECONDS, proc=proc)
+        with sync_playwright() as pw:
+            browser = _browser(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1000})
+                page.goto(f"{url}/bronnen", wait_until="domcontentloaded")
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(pdf))
+                page.locator('[data-testid="stFileChip"]').wait_for(timeout=ANSWER_MS)
+                page.get_by_role("button", name="Toevoegen en indexeren").click()
+                panel = page.get_by_text("Verwerking", exact=True)
+                panel.wait_for(timeout=ANSWER_MS)
+                # The panel redraws itself; collect what it says until the job is done.
+                seen: list[str] = []
+                done = page.get_by_text("pdf: antwoordregels klaar.", exact=False)
+                for _ in range(6000):
+                    bars = page.locator('[data-testid="stProgress"]').all_inner_texts()
+                    seen += [b for b in bars if b and (not seen or seen[-1] != b)]
+                    if done.count():
+                        break
+                    page.wait_for_timeout(100)
+                done.first.wait_for(timeout=ANSWER_MS)
+                page.screenshot(path=str(tmp_path / "bronnen-klaar.png"), full_page=True)
+                # Parsing 30 generated pages takes well under a second, so the panel may show few of them;
+                # encoding takes most of the time and moves with every encoder batch.
+                assert any("in de wachtrij" in s or "lezen" in s for s in seen), seen
+                encoded = {s for s in seen if "passages verwerken —" in s}
+                assert len(encoded) >= 3, seen
+                # The page reran by itself when the job finished: the research status names the new document
+                # (the table is drawn on a canvas; its rows are checked in the catalog below).
+                page.get_by_text("Wijkrapport Kwartelveld", exact=False).first.wait_for(timeout=ANSWER_MS)
+                assert worker_running(settings_for(root))  # started by the app
+
+                # The same bytes under another name.
+                copy = tmp_path / "upload" / "kopie.pdf"
+                copy.write_bytes(pdf.read_bytes())
+                page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(str(copy))
+                page.locator('[data-testid="stFileChip"]').wait_for(timeout=ANSWER_MS)
+                page.get_by_role("button", name="Toevoegen en indexeren").click()
+                page.get_by_text("byte voor byte hetzelfde bestand", exact=False).wait_for(timeout=ANSWER_MS)
+                assert page.locator('[data-testid="stException"]').count() == 0
+                page.screenshot(path=str(tmp_path / "bronnen-dubbel.png"), full_page=True)
+
+                # The chat answers from the new document: the app process sees what the worker process wrote.
+                chat, assistant = _chat_page(browser, url)
+                _ask(chat, "Hoeveel jeugdconsulenten werken er in wijk 12 van Kwartelveld?")
+                assistant.first.get_by_text("Bronnen").first.wait_for(timeout=ANSWER_MS)
+                answer = assistant.first.inner_text()
+                assert "Wijkrapport Kwartelveld, p. 12" in answer, answer  # cited from the page that says it
+            finally:
+                browser.close()
+    except (RuntimeError, TimeoutError) as exc:
+        raise RuntimeError(f"{exc}\n{log.read_text()[-3000:]}") from exc
+    finally:
+        stop_process(proc, timeout=15)
+    settings = settings_for(root)
+    docs = [d for d in Index(settings).documents() if "kwartelveld" in d["doc_id"]]
+    assert [(d["pages"], Path(d["path"]).name) for d in docs] == [(30, "wijkrapport-kwartelveld.pdf")]
+    deadline = time.monotonic() + 60
+    while worker_running(settings) and time.monotonic() < deadline:  # it follows the app out
+        time.sleep(0.5)
+    assert not worker_running(settings)

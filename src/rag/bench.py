@@ -1243,10 +1243,15 @@ def render_targets(items: list[dict]) -> str:
               help="Also time `rag ingest` of the unchanged corpus, and `rag ask`, in new processes.")
 @click.option("--app/--no-app", "app", default=True, show_default=True,
               help="Also time `streamlit run` to the first answer in headless Chromium, and the app's peak RSS.")
+@click.option("--job-pages", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Also upload a generated PDF of this many pages to the job queue and time a real `rag worker` "
+                   "to searchable and answerable, and a question during that ingest (0 = off).")
+@click.option("--job-only", is_flag=True, help="Measure only the ingest job (see --job-pages), no corpus scales.")
 @click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder for the temporary corpora and indexes (default: a new temp folder, deleted afterwards).")
 def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | None, queries: int, ask_queries: int,
-                  threads: int, encode_budget: float, cli_reingest: bool, app: bool, workdir: Path | None) -> None:
+                  threads: int, encode_budget: float, cli_reingest: bool, app: bool, job_pages: int, job_only: bool,
+                  workdir: Path | None) -> None:
     """Measure query latency, ingest rate, memory and disk on the real and synthetic corpora."""
     from .config import Settings
     from .errors import RagError
@@ -1297,6 +1302,15 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
             batch = max(base.embed_batch_size, 16) * 4
             run.encode_rate = len(chunks) / _encode_calls(emb, ingest_texts(chunks, batch), min_seconds=0.5)
         rows = []
+        job_result = None
+        if job_pages:
+            from .bench_job import bench_job
+
+            _say(f"ingest job: a {job_pages}-page PDF through `rag worker`")
+            job_result = bench_job(base, emb, material, load_questions(DEV_QUESTION_FILES + TUNE_QUESTION_FILES),
+                                   workdir, job_pages, say=_say)
+        if job_only:
+            order = []
         for scale in order:
             rows.append(bench_scale(run, scale))
             _say(f"scale {scale} done ({time.perf_counter() - started:.0f}s so far)")
@@ -1309,10 +1323,16 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
             shutil.rmtree(workdir, ignore_errors=True)
 
     total = time.perf_counter() - started
-    click.echo(render_table(rows))
-    click.echo("\ntargets (ratios of figures from this run, then seconds and MB):")
-    checks = targets(rows) + absolute_targets(run.cold_ask, run.app_result)
-    click.echo(render_targets(checks))
+    checks = []
+    if rows:
+        click.echo(render_table(rows))
+        click.echo("\ntargets (ratios of figures from this run, then seconds and MB):")
+        checks = targets(rows) + absolute_targets(run.cold_ask, run.app_result)
+        click.echo(render_targets(checks))
+    if job_result:
+        from .bench_job import render_job
+
+        click.echo("\n" + render_job(job_result))
     if run.cold_ask:
         click.echo(f"\ncold `rag ask` (new process, index of scale {run.cold_scale} present, one unseen question each): "
                    f"median {run.cold_ask['median_s']}s of {run.cold_ask['runs_s']}")
@@ -1339,6 +1359,8 @@ def bench_command(scales: tuple[int, ...], real: bool | None, json_out: Path | N
             payload["cold_ask"] = {**run.cold_ask, "scale": run.cold_scale}
         if run.app_result:
             payload["app"] = {**run.app_result, "scale": run.cold_scale}
+        if job_result:
+            payload["ingest_job"] = job_result
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_out}")

@@ -11,7 +11,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from rag.access import Actor
 from rag.config import Settings
@@ -59,11 +58,11 @@ def changes_collection(settings: Settings, create: bool = True):
     """The Chroma collection holding the change log (created when missing; without `create`, None then).
 
     The one place that reaches the Chroma client, so moving the client moves this too."""
-    from rag.index import _chroma_client
+    from rag.store.client import connect
 
-    if not create and not settings.chroma_url and not (Path(settings.index_dir) / "chroma").is_dir():
+    client = connect(settings, create=create)
+    if client is None:
         return None  # no embedded store yet: do not create one in a folder no index has claimed
-    client = _chroma_client(settings)
     if create:
         return client.get_or_create_collection(collection_name(settings), embedding_function=None)
     try:

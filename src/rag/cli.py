@@ -1,4 +1,4 @@
-"""`rag` command line: ingest | search | ask | chat | eval | bench."""
+"""`rag` command line: ingest | worker | search | ask | chat | eval | bench."""
 
 from __future__ import annotations
 
@@ -192,6 +192,20 @@ def _record_changes(settings: Settings, before: list[dict], after: list[dict], r
                    f"({printable(exc.__class__.__name__)}).", err=True)
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Process the jobs waiting now, then exit.")
+@click.option("--exit-with", type=int, default=None, hidden=True, help="Exit when this process id is gone (the app that started the worker).")
+@handle_errors
+def worker(once: bool, exit_with: int | None) -> None:
+    """Ingest uploaded files from the job queue (RAG_JOBS_DIR), at lower priority than questions."""
+    from .ingest.worker import run_worker
+
+    logging.getLogger("rag").setLevel(logging.INFO)
+    settings = _settings()
+    if run_worker(settings, once=once, exit_with=exit_with) == 3:
+        click.echo("Another worker already serves this job queue on this machine; nothing to do.", err=True)
+
+
 def _question(text: str, settings: Settings) -> str:
     from .answering import validate_question
 
@@ -210,8 +224,8 @@ def _question(text: str, settings: Settings) -> str:
 def search(question: str, k: int | None, mode: str | None, as_json: bool) -> None:
     """Show the passages that best match QUESTION."""
     from .identity import doc_name
-    from .store import Index
     from .retrieval import HybridSearcher
+    from .store import Index
 
     settings = _settings(k=k)
     question = _question(question, settings)

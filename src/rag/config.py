@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         ),
     )
     groups_claim: str = Field("groups", description="The ID-token claim that lists a user's groups (for RAG_CURATORS).")
+    jobs_dir: Path | None = Field(
+        None, description="Folder of the ingest job queue, shared by every app replica and worker; empty = RAG_INDEX_DIR/jobs.")
+    worker_autostart: bool = Field(
+        True, description="The app starts an ingest worker (`rag worker`) when none runs; false when the operator runs it.")
+    worker_nice: int = Field(10, ge=0, le=19, description="How much the ingest worker lowers its CPU priority below questions (os.nice).")
     # Per-document limits (rag.limits): a file over one is skipped with its reason. Text limits
     # grow with the page count (PDFs); the defaults leave a 300-page report far inside them.
     parse_seconds: float = Field(120.0, gt=0, description="Most seconds parsing one document may take.")
@@ -125,6 +130,11 @@ class Settings(BaseSettings):
                 "with a letter or digit, has no '..' and is not an IP address"
             )
         return value
+
+    @field_validator("jobs_dir", mode="before")
+    @classmethod
+    def _empty_dir_is_none(cls, value):
+        return value or None
 
     @field_validator("chroma_url")
     @classmethod

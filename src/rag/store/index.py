@@ -184,6 +184,21 @@ class Index:
             with self._lock:
                 if self._view is view:
                     self._view = None
+            if not self.settings.chroma_url:
+                # An embedded client keeps the vector index it first read in memory: another
+                # process's commit (the ingest worker's) is only seen by a new one.
+                self.release_embedded()
+
+    def generation(self) -> str:
+        """The store's `index_id:generation` key: it changes with every committed write."""
+        return self._readable(lambda: self.stores()[0].key())
+
+    def release_embedded(self) -> None:
+        """Drop this process's Chroma client, and for an embedded store chromadb's cached system,
+        so the next call reads what other processes wrote since."""
+        self.reset_connection()
+        if not self.settings.chroma_url:
+            chroma.release_embedded(self.settings)
 
     def view(self) -> View:
         """The view of the current generation (built on first use after a change)."""

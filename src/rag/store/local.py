@@ -18,7 +18,8 @@ MARKER_TEXT = "onderwijs-jeugdhulp-rag index: written by `rag ingest`; do not pu
 CATALOG = "catalog.sqlite"
 MIGRATED = "catalog.sqlite.migrated"
 # What an index of an earlier version may hold (also a damaged one that `--rebuild` must replace).
-OWN_NAMES = {CATALOG, MIGRATED, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test"}
+OWN_NAMES = {CATALOG, MIGRATED, "chroma", "lexical", "lexical.tmp", "lexical.old", ".ingest.lock", ".write-test",
+             "jobs"}  # jobs: the ingest queue's default folder (rag.ingest.queue)
 
 
 @contextmanager

@@ -179,7 +179,35 @@ def _warm_up(settings: Settings, page_thread: threading.Thread | None = None) ->
 
 def get_assistant(settings: Settings):
     """The Assistant for these settings, shared by all sessions (loads the model once)."""
+    follow_index(settings)
     return _cached_assistant(settings.model_dump_json(), settings)
+
+
+_generations: dict[str, int] = {}
+_generations_lock = threading.Lock()
+
+
+def follow_index(settings: Settings) -> None:
+    """Drop the cached Assistant when another process (the ingest worker) changed the index since
+    this process last looked. The embedded Chroma client is dropped too: it keeps the vector index
+    it first read in memory and would not find the new document's passages."""
+    index = open_catalog(settings)
+    if index is None:
+        return
+    try:
+        generation = index.generation()
+    except Exception:  # noqa: BLE001 - a damaged catalog says so, in Dutch, when the question is answered
+        return
+    finally:
+        index.close()
+    key = str(Path(settings.index_dir).resolve())
+    with _generations_lock:
+        seen = _generations.get(key)
+        _generations[key] = generation
+        if seen is None or seen == generation:
+            return
+        forget_assistant()
+        index.release_embedded()
 
 
 def forget_assistant() -> None:
@@ -189,9 +217,8 @@ def forget_assistant() -> None:
 
 def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
-    from rag.store import Index
-
     from rag.errors import RagError
+    from rag.store import Index
 
     index = Index(settings)
     try:
@@ -218,8 +245,8 @@ def index_documents(settings: Settings) -> list[dict]:
 
 def ensure_index(settings: Settings) -> bool:
     """Build the index on first run (with progress); False when there is nothing to index."""
-    from rag.store import Index
     from rag.loaders import discover
+    from rag.store import Index
 
     index = Index(settings)
     try:

@@ -1,9 +1,14 @@
-"""Bronnen page: indexed documents, what is missing, a chunk browser and uploads."""
+"""Bronnen page: uploads in progress, indexed documents, what is missing, a chunk browser and uploads.
+
+An upload is checked (type, size, content by its first bytes, byte-identical duplicates) and put
+in the ingest job queue (rag.ingest); a worker process ingests it while the panel at the top of
+the page shows its stage and pages, refreshed every second."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +23,10 @@ log = logging.getLogger(__name__)
 
 RESEARCH_KINDS = ("rapport", "factsheet", "handreiking")
 CHUNKS_PER_PAGE = 25
+JOBS_SHOWN = 5
+RECENT_JOB_SECONDS = 15 * 60  # finished jobs stay in the panel this long
+STAGE_PATH = ("wachtrij", "lezen", "doorzoekbaar", "klaar")
+NO_WORKER_SECONDS = 30
 
 
 class UploadError(RagError):
@@ -113,8 +122,8 @@ def save_and_ingest(
     parsed before it is saved: one the loaders refuse is never written, and its Dutch reason
     is returned in `skipped`; a file that fails later is removed again, whatever the error.
     """
-    from rag.store import Index
     from rag.loaders import UnreadableFile, guess_kind
+    from rag.store import Index
 
     actor = access.require_curator(actor or access.local_actor(), settings)
     problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
@@ -162,7 +171,7 @@ def save_and_ingest(
     finally:
         index.close()
     common.forget_assistant()
-    if not _logged(settings, actor, before, after, report, "upload"):
+    if not log_change(settings, actor, before, after, report, "upload"):
         warnings.append(UNLOGGED)
     notes = [common.dutch_page_note(n["reason"]) for n in report.notes]
     return UploadResult(path, doc.get("doc_id", path.stem), present, [], doc.get("title", path.stem),
@@ -172,7 +181,7 @@ def save_and_ingest(
 UNLOGGED = "de wijziging kon niet in het logboek worden vastgelegd"
 
 
-def _logged(settings, actor: access.Actor, before: list[dict], after: list[dict], report, via: str) -> bool:
+def log_change(settings, actor: access.Actor, before: list[dict], after: list[dict], report, via: str) -> bool:
     """Record an ingest's changes in the change log; False (and a logged error) when that failed."""
     from rag import changelog
 
@@ -227,7 +236,7 @@ def delete_document(doc_id: str, settings, actor: access.Actor | None = None) ->
     finally:
         index.close()
     common.forget_assistant()
-    _logged(settings, actor, before, after, report, "verwijderen")
+    log_change(settings, actor, before, after, report, "verwijderen")
     return doc["title"]
 
 
@@ -237,6 +246,7 @@ def _documents_table(docs: list[dict]) -> None:
             "Titel": d["title"],
             "Soort": common.KIND_LABELS.get(d["kind"], d["kind"]),
             "Jaar": d["year"],
+            "Pagina's": d.get("pages"),
             "Passages": d["chunks"],
             "Bestand": Path(d["path"]).name,
         }
@@ -312,34 +322,116 @@ def _upload_form(settings) -> None:
     if upload is None:
         st.error("Kies eerst een bestand.")
         return
-    failure = None
-    with st.status(f"{upload.name} toevoegen…", expanded=True) as status:
-        bar = st.progress(0.0, text="Bestand controleren en inlezen…")
-        try:
-            result = save_and_ingest(
-                upload.getvalue(), upload.name, settings, kind or None,
-                progress=lambda done, total: bar.progress(done / total, text=f"{done} van {total} passages"),
-                on_page=lambda done, total: bar.progress(done / total, text=f"Pagina {done} van {total} gelezen"),
-                actor=account.current_actor(settings),  # who submits, read now, not when the form was drawn
-            )
-        except RagError as exc:
-            status.update(label=f"{upload.name} niet toegevoegd", state="error", expanded=False)
-            failure = exc.dutch
-    if failure:
-        st.error(failure)  # outside the status box: a collapsed box hid the reason
+    try:
+        message = enqueue_upload(upload.getvalue(), upload.name, settings, kind or None,
+                                 actor=account.current_actor(settings))  # who submits, read now
+    except RagError as exc:
+        st.error(exc.dutch)
         return
-    if result.skipped:
-        st.session_state["upload_flash"] = ("warning", f"{result.path.name} is niet toegevoegd: {'; '.join(result.skipped)}.")
-    else:
-        again = " (stond er al; de index is bijgewerkt)" if result.already_present else ""
-        message = (f"‘{result.title}’ is toegevoegd als {result.path.name}{again}: {result.chunks} passages. "
+    if message:
+        st.warning(common.escape_markdown(message))
+        return
+    st.rerun()  # the jobs panel at the top shows the upload from now on
+
+
+def enqueue_upload(data: bytes, name: str, settings, kind: str | None = None,
+                   actor: access.Actor | None = None) -> str | None:
+    """Check an upload and queue it for the ingest worker (started when none runs), as `actor`
+    (None: someone on this machine, without login); None when queued, else why it was not
+    (Dutch: a byte-identical document is already indexed).
+
+    Only a curator may (rag.access): anyone else gets NotAllowed before anything is queued.
+    UploadError (with a Dutch reason) for a file of the wrong type, size or content."""
+    from dataclasses import asdict
+
+    from rag.ingest import JobQueue, file_sha256
+    from rag.ingest.worker import ensure_worker, find_duplicate
+    from rag.loaders import guess_kind
+
+    actor = access.require_curator(actor or access.local_actor(), settings)
+    problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
+    if problem:
+        raise UploadError(f"upload refused: {name}", problem)
+    safe = common.sanitize_filename(name)
+    if kind in RESEARCH_KINDS and guess_kind(safe) != kind:
+        safe = common.sanitize_filename(f"{kind}-{safe}")
+    duplicate = find_duplicate(settings, file_sha256(data), safe)
+    if duplicate is not None:
+        title, where = duplicate["title"], Path(duplicate["path"]).name
+        if duplicate["same_name"]:
+            return f"{name} staat al in de bronnen als ‘{title}’ ({where}); er is niets veranderd."
+        return (f"{name} is niet toegevoegd: het is byte voor byte hetzelfde bestand als het document "
+                f"‘{title}’ ({where}), dat al in de bronnen staat.")
+    JobQueue.for_settings(settings).enqueue(data, name, safe, kind, actor=asdict(actor))
+    if settings.worker_autostart:
+        ensure_worker(settings)
+    return None
+
+
+def _job_line(job) -> None:
+    """One upload in the jobs panel: its stages, the current one marked, and its progress."""
+    from rag.ingest import STAGE_LABELS
+
+    name = common.escape_markdown(job.name)
+    current = "klaar" if job.stage == "klaar" else job.stage
+    path = list(STAGE_PATH)
+    if job.stage in ("mislukt", "dubbel"):
+        path = [s for s in STAGE_PATH if job.timings.get(s) is not None or s == "wachtrij"] + [job.stage]
+    steps = " → ".join(
+        f"**{STAGE_LABELS[s].lower()}**" if s == current else STAGE_LABELS[s].lower() for s in path
+    )
+    if job.stage == "klaar":
+        st.success(f"{name}: antwoordregels klaar. {common.escape_markdown(job.message)} "
                    "U kunt er nu vragen over stellen.")
-        if result.notes:
-            message += " Niet gelezen: " + "; ".join(result.notes) + "."
-        if result.warnings:
-            message += " Let op: " + "; ".join(result.warnings) + "."
-        st.session_state["upload_flash"] = ("warning" if result.notes or result.warnings else "success", message)
-    st.rerun()
+        return
+    if job.stage == "mislukt":
+        st.error(f"{name}: mislukt — {common.escape_markdown(job.message)}")
+        return
+    if job.stage == "dubbel":
+        st.warning(f"{name}: {common.escape_markdown(job.message)}")
+        return
+    st.caption(steps)
+    if job.stage == "wachtrij":
+        again = f" ({common.escape_markdown(job.message)})" if job.message else ""
+        st.progress(0.0, text=f"{name}: in de wachtrij{again}…")
+    elif job.stage == "lezen":
+        pages = f"pagina {job.done} van {job.total}" if job.total else "bestand openen"
+        st.progress(job.done / job.total if job.total else 0.0, text=f"{name}: lezen — {pages}")
+    elif job.stage == "verwerken":
+        st.progress(job.done / job.total if job.total else 0.0,
+                    text=f"{name}: passages verwerken — {job.done} van {job.total}")
+    else:  # doorzoekbaar: the passages can be found, the answer lines are being made
+        st.progress(job.done / job.total if job.total else 0.0,
+                    text=f"{name}: doorzoekbaar; antwoordregels maken — {job.done} van {job.total}")
+
+
+@st.fragment(run_every=1.0)
+def _jobs_panel(settings) -> None:
+    """Uploads waiting, running and just finished (every replica's), refreshed every second; the
+    whole page reruns when one of them finishes, so the documents table shows it."""
+    from rag.ingest import JobQueue
+    from rag.ingest.worker import ensure_worker, jobs_in_progress, worker_running
+
+    queue = JobQueue.for_settings(settings)
+    now = time.time()
+    jobs = [j for j in queue.jobs() if not j.final or now - j.finished < RECENT_JOB_SECONDS][-JOBS_SHOWN:]
+    running = jobs_in_progress(jobs)
+    before = st.session_state.get("jobs_running", set())
+    st.session_state["jobs_running"] = {j.id for j in running}
+    if running and settings.worker_autostart and any(j.stage == "wachtrij" for j in running) \
+            and not worker_running(settings):
+        ensure_worker(settings)  # the worker that served this queue is gone
+    if jobs:
+        st.subheader("Verwerking")
+        # Workers look every half second: a job waiting this long while none is being worked on has no worker.
+        waiting = [j for j in running if j.stage == "wachtrij" and now - j.heartbeat > NO_WORKER_SECONDS]
+        if waiting and all(j.stage == "wachtrij" for j in running):
+            st.warning("Er draait geen verwerker voor de wachtrij op deze server; vraag de beheerder "
+                       "`rag worker` te starten.")
+        for job in jobs:
+            _job_line(job)
+    if before - st.session_state["jobs_running"]:
+        st.rerun()  # a job finished: redraw the documents table and the research status
 
 
 def _delete_form(settings, docs: list[dict]) -> None:
@@ -413,6 +505,7 @@ def render() -> None:
     """The Bronnen page."""
     settings = common.load_settings()
     st.title("Bronnen")
+    _jobs_panel(settings)
     actor = account.current_actor(settings)
     curator = access.may_change(actor, settings)
     if not access.login_configured():
