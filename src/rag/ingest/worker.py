@@ -224,11 +224,14 @@ class Worker:
                 elif stage == "embedding":
                     embedded.update(done=done, total=total)
                     reporter.stage("verwerken", done, total)
-                elif stage in ("searchable", "doorzoekbaar"):  # a store that is searchable before its lines
+                elif stage == "searchable":  # the passages are committed; answer lines follow
+                    reporter.stage("doorzoekbaar", 0, 0, force=True)
+                elif stage == "lines":
                     reporter.stage("doorzoekbaar", done, total)
 
             before = index.documents()
-            report = index.ingest(paths=[saved], on_event=on_event, lock_timeout=3600)
+            report = index.ingest(paths=[saved], on_event=on_event, lock_timeout=3600,
+                                  added_by=self._actor(job).who or None)
             if report.skipped:
                 reasons = "; ".join(dutch_skip_reason(s["reason"]) for s in report.skipped)
                 self._fail(job, reporter, f"het bestand is niet toegevoegd: {reasons}.")
@@ -254,15 +257,21 @@ class Worker:
             job.timings["doorzoekbaar"] = round(time.time() - job.created, 3)
         reporter.stage("klaar", job.chunks, job.chunks, message=message, force=True)
 
-    def _log_upload(self, job: Job, before: list[dict], report) -> bool:
-        """Record the upload in the change log as whoever queued it; False when that failed."""
+    @staticmethod
+    def _actor(job: Job):
+        """Who queued the job (rag.access.Actor); someone on this machine for a job without one."""
         from ..access import Actor, local_actor
-        from ..index import Index
-        from ..ui.sources import log_change
 
         fields = dict(job.actor)
         fields["groups"] = tuple(fields.get("groups") or ())
-        actor = Actor(**fields) if fields.get("kind") else local_actor()
+        return Actor(**fields) if fields.get("kind") else local_actor()
+
+    def _log_upload(self, job: Job, before: list[dict], report) -> bool:
+        """Record the upload in the change log as whoever queued it; False when that failed."""
+        from ..index import Index
+        from ..ui.sources import log_change
+
+        actor = self._actor(job)
         index = Index(self.settings)
         try:
             after = index.documents()
