@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 from apphelpers import app_env
+from conftest import SRC, copy_corpus, make_pdf, make_settings, store_contents
 from test_browser import ANSWER_MS, STARTUP_SECONDS, _ask, _browser, _chat_page, sync_playwright  # noqa: F401
 
-from conftest import SRC, copy_corpus, make_pdf, make_settings, store_contents
 from rag.localserver import free_port, start_streamlit, stop_process, wait_for_http
 from rag.store import Index
 

@@ -37,9 +37,9 @@ from hypothesis import strategies as st
 
 from rag.answering import Assistant
 from rag.chunking import chunk_documents
-from rag.store import Index
 from rag.limits import Limits
 from rag.loaders import UnreadableFile, load_file
+from rag.store import Index
 
 CHILD_TIMEOUT_S = 400  # the old code hangs on the FIFO: this is where it fails
 CHILD_MEMORY = 4 * 2**30  # the old code reads /dev/zero until it dies: here, not the machine

@@ -19,8 +19,8 @@ from rag.errors import (
     QuestionError,
     StoreUnavailableError,
 )
-from rag.store import Index
 from rag.retrieval import HybridRetriever, HybridSearcher, Passage
+from rag.store import Index
 
 pytestmark = pytest.mark.slow
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import store_contents
+
 from rag.lines import embed_text, split_lines
 
 

@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import store_contents
+
 from rag.answering import Assistant
 from rag.answering.questions import named_terms
 from rag.answering.refusal import (

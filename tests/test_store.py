@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, copy_corpus, make_settings, store_contents, subprocess_env
+
 from rag.answering import Assistant
 from rag.retrieval import HybridSearcher
 from rag.store import Index

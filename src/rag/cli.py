@@ -175,8 +175,8 @@ def _question(text: str, settings: Settings) -> str:
 def search(question: str, k: int | None, mode: str | None, as_json: bool) -> None:
     """Show the passages that best match QUESTION."""
     from .identity import doc_name
-    from .store import Index
     from .retrieval import HybridSearcher
+    from .store import Index
 
     settings = _settings(k=k)
     question = _question(question, settings)

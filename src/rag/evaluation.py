@@ -767,8 +767,8 @@ def run_eval(
     With `own_index` (a rag.evalindex.EvalIndex) the run uses its settings and index: only the
     documents the dataset is about, whatever else the live corpus holds."""
     from .answering import Assistant
-    from .store import Index
     from .retrieval import check_k
+    from .store import Index
 
     if own_index is not None:
         settings = own_index.settings

@@ -11,8 +11,8 @@ from .config import MAX_K, Settings
 from .errors import ConfigError, QuestionError
 from .fusion import FusionWeights, fuse, fusion_weights, lexical_strength
 from .identity import doc_name
-from .store import Index
 from .lexical import content_words
+from .store import Index
 
 
 @dataclass

@@ -13,9 +13,9 @@ import numpy as np
 from ..citations import check_answer, drop_invalid_markers, markers
 from ..config import Settings
 from ..errors import LLMError
-from ..store import Index
 from ..lines import subsection
 from ..retrieval import HybridSearcher, Passage, check_k
+from ..store import Index
 from .answer import (
     NOTE_LLM_DOWN,
     REFUSAL_INSTRUCTION,

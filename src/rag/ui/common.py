@@ -189,9 +189,8 @@ def forget_assistant() -> None:
 
 def open_catalog(settings: Settings) -> Index | None:
     """The index for reading its catalog, or None when none has been built."""
-    from rag.store import Index
-
     from rag.errors import RagError
+    from rag.store import Index
 
     index = Index(settings)
     try:
@@ -218,8 +217,8 @@ def index_documents(settings: Settings) -> list[dict]:
 
 def ensure_index(settings: Settings) -> bool:
     """Build the index on first run (with progress); False when there is nothing to index."""
-    from rag.store import Index
     from rag.loaders import discover
+    from rag.store import Index
 
     index = Index(settings)
     try:

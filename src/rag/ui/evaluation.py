@@ -302,8 +302,8 @@ def run_evaluation(eval_index, cases: list, dataset: Path, progress: Callable[[i
     """
     from rag import evaluation as ev
     from rag.answering import Assistant
-    from rag.store import Index
     from rag.retrieval import check_k
+    from rag.store import Index
 
     settings = eval_index.settings
     index = Index(settings).open()

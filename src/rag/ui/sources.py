@@ -108,8 +108,8 @@ def save_and_ingest(
     parsed before it is saved: one the loaders refuse is never written, and its Dutch reason
     is returned in `skipped`; a file that fails later is removed again, whatever the error.
     """
-    from rag.store import Index
     from rag.loaders import UnreadableFile, guess_kind
+    from rag.store import Index
 
     problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
     if problem:
