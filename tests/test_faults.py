@@ -244,7 +244,10 @@ def test_ingest_killed_halfway_keeps_the_old_index_and_recovers(make_index, tmp_
     # the vectors of the one being written when the process died are listed by no record.
     assert set(before["catalog"]) <= set(killed["catalog"]), "the killed ingest lost committed chunks"
     assert set(killed["catalog"]) <= set(killed["stored"]), "a committed document misses chunk vectors"
-    assert killed["pending"] == "1" and killed["count"] > len(killed["catalog"]), "expected half-written vectors"
+    assert killed["pending"] == "1" and killed["count"] >= len(killed["catalog"])
+    assert len(killed["records"]) < 82, "the ingest finished before it was killed"
+    # Vectors of a document whose record was not committed yet are never retrieved (see also
+    # tests/test_store.py); whether the kill left some depends on where in a batch it landed.
     old = Assistant(settings, index=Index(settings, embeddings=embedder).open())  # the previous index still answers (half-written vectors are invisible)
     try:
         answer = old.ask(KNELPUNTEN)
