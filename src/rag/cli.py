@@ -92,6 +92,7 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     """Index the documents in PATHS (default: the corpus folder, RAG_CORPUS_DIR)."""
     from tqdm import tqdm
 
+    from . import access
     from .store import Index
 
     settings = _settings()
@@ -124,7 +125,8 @@ def ingest(paths: tuple[Path, ...], rebuild: bool, as_json: bool) -> None:
     before = _catalog(index)
     kept_log = _change_log_entries(settings) if rebuild and before else []
     try:
-        report = index.ingest(list(paths) or None, rebuild=rebuild, on_event=on_event if show else None)
+        report = index.ingest(list(paths) or None, rebuild=rebuild, on_event=on_event if show else None,
+                              added_by=access.os_actor().who)
     finally:
         for bar in bars.values():
             bar.close()

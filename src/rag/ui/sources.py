@@ -149,7 +149,7 @@ def save_and_ingest(
     try:
         before = index.documents()
         on_event = (lambda stage, done, total, _name: on_page(done, total) if stage == "pages" else None) if on_page else None
-        report = index.ingest(paths=[path], progress=progress, on_event=on_event)
+        report = index.ingest(paths=[path], progress=progress, on_event=on_event, added_by=actor.who or None)
         skipped = [common.dutch_skip_reason(s["reason"]) for s in report.skipped]
         if skipped:
             if not present:
