@@ -1,8 +1,9 @@
 """Two app replicas on one `chroma run` server, in a real browser: a PDF uploaded on A's Bronnen
-page is answered on B without a restart, and once removed it is gone from B."""
+page is answered on B without a restart, and once deleted on A's Bronnen page it is gone from B."""
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -66,7 +67,7 @@ def _answer_until(page, assistant, question: str, wanted: bool) -> str:
         time.sleep(1)
 
 
-def test_upload_in_a_is_answered_in_b_and_gone_after_removal(replicas, sync_playwright, tmp_path):  # noqa: F811
+def test_upload_in_a_is_answered_in_b_and_gone_after_delete_in_a(replicas, sync_playwright, tmp_path):  # noqa: F811
     url_a, url_b, settings = replicas
     pdf = make_pdf(tmp_path / "zonnedorp-2024.pdf", [
         "Zonnedorpse aanpak\n\nDe Zonnedorpse aanpak van thuiszitters telt 37 pilots in de regio Zonnedorp.\n"
@@ -90,11 +91,18 @@ def test_upload_in_a_is_answered_in_b_and_gone_after_removal(replicas, sync_play
             text = _answer_until(page_b, answers_b, ZONNEDORP, wanted=True)
             assert "37 pilots" in text, text
 
-            # No delete button on Bronnen yet (curators get one with the login): remove the document
-            # through A's store API and its file, as that button will.
-            doc_id = next(d for d in store_contents(settings)["docs"] if d.endswith("zonnedorp-2024.pdf"))
-            assert Index(settings).remove([doc_id]) == 1
-            (settings.corpus_dir / "zonnedorp-2024.pdf").unlink()
+            # Deleted through A's Bronnen page (no login configured: whoever uses this machine may).
+            page_a.reload(wait_until="domcontentloaded")
+            page_a.get_by_text("Document verwijderen").wait_for(timeout=ANSWER_MS)
+            delete_form = page_a.get_by_test_id("stForm").filter(has=page_a.get_by_role("button", name="Verwijderen"))
+            delete_form.get_by_test_id("stSelectbox").click()
+            page_a.keyboard.type("zonnedorp-2024")
+            page_a.get_by_text(re.compile(r"\(zonnedorp-2024\.pdf\)$")).first.click()
+            page_a.get_by_text("Ja, verwijder dit document").click()
+            page_a.get_by_role("button", name="Verwijderen").click()
+            page_a.get_by_text("is verwijderd").first.wait_for(timeout=ANSWER_MS)
+            assert not any(d.endswith("zonnedorp-2024.pdf") for d in store_contents(settings)["docs"])
+            assert not (settings.corpus_dir / "zonnedorp-2024.pdf").exists()
             text = _answer_until(page_b, answers_b, ZONNEDORP, wanted=False)
             assert "37 pilots" not in text, text
         finally:
