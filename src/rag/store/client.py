@@ -139,7 +139,10 @@ def release_embedded(settings: Settings) -> None:
     system = SharedSystemClient._identifier_to_system.pop(key, None)
     SharedSystemClient._identifier_to_refcount.pop(key, None)
     if system is not None:
-        system.stop()
+        try:
+            system.stop()
+        except Exception as exc:  # noqa: BLE001 - a system that never started (a damaged folder) has nothing to stop
+            log.debug("stopping the embedded Chroma system failed: %s", exc)
 
 
 def batched(items: list, size: int):
