@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 REBUILD_HINT = "run `rag ingest --rebuild`"
 REFRESH_SECONDS = 1.0
+# Reads of an embedded store retried while another process writes it (seconds grow per attempt).
+READ_ATTEMPTS = 4
+READ_RETRY_SECONDS = 0.25
 
 
 @dataclass
@@ -151,18 +154,28 @@ class Index:
 
     def _readable(self, action: Callable):
         """Run a read; a server that is gone or an unreadable folder gives one sentence."""
-        try:
-            return action()
-        except RagError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - chromadb, httpx and sqlite errors look alike here
-            self.reset_connection()
-            if self.settings.chroma_url:
-                raise chroma.unavailable(self.settings, exc) from exc
-            raise IndexMismatchError(
-                f"The index in {self.dir} cannot be read ({exc.__class__.__name__}); {REBUILD_HINT}.",
-                "De index kan niet gelezen worden; bouw hem opnieuw op (rag ingest --rebuild).",
-            ) from exc
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                return action()
+            except RagError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - chromadb, httpx and sqlite errors look alike here
+                failure = exc
+                if self.settings.chroma_url or attempt + 1 == READ_ATTEMPTS:
+                    break
+                # Embedded, another process (the ingest worker) may be writing the folder this
+                # moment: read again through a fresh client before calling the index damaged.
+                log.debug("embedded store read failed (%s); reading again", exc)
+                self.release_embedded()
+                self.invalidate()
+                time.sleep(READ_RETRY_SECONDS * (attempt + 1))
+        self.reset_connection()
+        if self.settings.chroma_url:
+            raise chroma.unavailable(self.settings, failure) from failure
+        raise IndexMismatchError(
+            f"The index in {self.dir} cannot be read ({failure.__class__.__name__}); {REBUILD_HINT}.",
+            "De index kan niet gelezen worden; bouw hem opnieuw op (rag ingest --rebuild).",
+        ) from failure
 
     # -- the derived view ------------------------------------------------------------
     def has_store(self) -> bool:
