@@ -315,9 +315,11 @@ def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_pl
                 done.first.wait_for(timeout=ANSWER_MS)
                 page.screenshot(path=str(tmp_path / "bronnen-klaar.png"), full_page=True)
                 # Parsing 30 generated pages takes well under a second, so the panel may show few of them;
-                # encoding takes most of the time and moves with every encoder batch.
+                # encoding (passages, then their answer lines) takes most of the time and moves with
+                # every 16 texts encoded.
                 assert any("in de wachtrij" in s or "lezen" in s for s in seen), seen
-                encoded = {s for s in seen if "passages verwerken —" in s}
+                assert any("doorzoekbaar; antwoordregels maken —" in s for s in seen), seen
+                encoded = {s for s in seen if "passages verwerken —" in s or "antwoordregels maken —" in s}
                 assert len(encoded) >= 3, seen
                 # The page reran by itself when the job finished: the research status names the new document
                 # (the table is drawn on a canvas; its rows are checked in the catalog below).

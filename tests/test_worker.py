@@ -109,18 +109,19 @@ def test_worker_killed_halfway_resumes_and_nothing_partial_is_ever_retrievable(t
     try:
         _wait(lambda: poll_log.is_file() and poll_log.read_text().count("\n") >= 2, "the poller's first polls")
 
-        def halfway():  # the first encoder batch (64 passages) is stored, the rest is not
+        def halfway():  # searchable, and the answer lines of the first 64 passages stored, the rest not
             state = queue.get(job.id)
-            return state if state and state.stage == "verwerken" and 64 <= state.done < state.total else None
+            return state if state and state.stage == "doorzoekbaar" and 64 <= state.done < state.total else None
 
-        seen = _wait(halfway, "the worker to be halfway through the passages", worker, log, poll=0.02)
+        seen = _wait(halfway, "the worker to be halfway through the answer lines", worker, log, poll=0.02)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=30)
         killed = queue.get(job.id)
-        assert killed.stage == "verwerken" and killed.done < killed.total, killed
+        assert killed.stage == "doorzoekbaar" and killed.done < killed.total, killed
         assert (queue.active_dir / f"{job.id}.json").is_file()  # left behind by the dead worker
 
-        # Part of the document's vectors are in the store, and retrieval still does not return any of it.
+        # Killed while the answer lines are written: the document is searchable with all its passages
+        # (the poller checks it is never seen partial) and its lines are half stored.
         _wait(lambda: any(json.loads(r).get("raw_vectors", 0) > 0 for r in poll_log.read_text().splitlines()[-3:]),
               "a poll after the kill that sees the orphaned vectors", seconds=180)
 

@@ -205,16 +205,16 @@ class Worker:
         encoder = _ProgressEncoder(self.embeddings)
         index = Index(settings, embeddings=encoder)
         self._fresh_store(index)  # another process may have written the store since the last job
-        # Passages go to the encoder in batches of this many, each with its answer lines (rag.index).
+        # Passages, then their answer lines, go to the encoder in batches of this many chunks (rag.store.ingest).
         per_call = max(settings.embed_batch_size, 16) * 4
-        embedded = {"done": 0, "total": 0}
+        phase = {"stage": "verwerken", "done": 0, "total": 0}  # the stage being encoded and its chunk counts
 
         def on_texts(encoded: int, of: int) -> None:
-            if embedded["total"]:
-                in_call = min(per_call, embedded["total"] - embedded["done"])
+            if phase["total"]:
+                in_call = min(per_call, phase["total"] - phase["done"])
                 # Short of the batch's end: that count is reported when the batch is stored (on_event).
                 estimate = min(int(in_call * encoded / of), in_call - 1)
-                reporter.stage("verwerken", embedded["done"] + estimate, embedded["total"])
+                reporter.stage(phase["stage"], phase["done"] + estimate, phase["total"])
 
         encoder.on_texts = on_texts
         try:
@@ -222,11 +222,13 @@ class Worker:
                 if stage == "pages":
                     reporter.stage("lezen", done, total)
                 elif stage == "embedding":
-                    embedded.update(done=done, total=total)
+                    phase.update(stage="verwerken", done=done, total=total)
                     reporter.stage("verwerken", done, total)
                 elif stage == "searchable":  # the passages are committed; answer lines follow
+                    phase.update(total=0)
                     reporter.stage("doorzoekbaar", 0, 0, force=True)
                 elif stage == "lines":
+                    phase.update(stage="doorzoekbaar", done=done, total=total)
                     reporter.stage("doorzoekbaar", done, total)
 
             before = index.documents()
