@@ -103,6 +103,22 @@ def write_upload(data: bytes, name: str, corpus: Path, settings) -> tuple[Path, 
         return candidate, False
 
 
+def _admit_upload(data: bytes, name: str, settings, kind: str | None, actor: access.Actor | None):
+    """(the curator, the name to save under) for an upload, or NotAllowed / UploadError (Dutch reason).
+
+    `kind` is put in the name when the name does not say it: the loaders derive the kind from it."""
+    from rag.loaders import guess_kind
+
+    actor = access.require_curator(actor or access.local_actor(), settings)
+    problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
+    if problem:
+        raise UploadError(f"upload refused: {name}", problem)
+    safe = common.sanitize_filename(name)
+    if kind in RESEARCH_KINDS and guess_kind(safe) != kind:
+        safe = common.sanitize_filename(f"{kind}-{safe}")
+    return actor, safe
+
+
 def save_and_ingest(
     data: bytes,
     name: str,
@@ -122,16 +138,10 @@ def save_and_ingest(
     parsed before it is saved: one the loaders refuse is never written, and its Dutch reason
     is returned in `skipped`; a file that fails later is removed again, whatever the error.
     """
-    from rag.loaders import UnreadableFile, guess_kind
+    from rag.loaders import UnreadableFile
     from rag.store import Index
 
-    actor = access.require_curator(actor or access.local_actor(), settings)
-    problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
-    if problem:
-        raise UploadError(f"upload refused: {name}", problem)
-    safe = common.sanitize_filename(name)
-    if kind in RESEARCH_KINDS and guess_kind(safe) != kind:
-        safe = common.sanitize_filename(f"{kind}-{safe}")
+    actor, safe = _admit_upload(data, name, settings, kind, actor)
     try:
         checked = check_upload_content(data, safe, settings)
     except UnreadableFile as exc:
@@ -346,15 +356,8 @@ def enqueue_upload(data: bytes, name: str, settings, kind: str | None = None,
 
     from rag.ingest import JobQueue, file_sha256
     from rag.ingest.worker import ensure_worker, find_duplicate
-    from rag.loaders import guess_kind
 
-    actor = access.require_curator(actor or access.local_actor(), settings)
-    problem = common.check_upload(data, name, settings.upload_max_mb * 2**20)
-    if problem:
-        raise UploadError(f"upload refused: {name}", problem)
-    safe = common.sanitize_filename(name)
-    if kind in RESEARCH_KINDS and guess_kind(safe) != kind:
-        safe = common.sanitize_filename(f"{kind}-{safe}")
+    actor, safe = _admit_upload(data, name, settings, kind, actor)
     duplicate = find_duplicate(settings, file_sha256(data), safe)
     if duplicate is not None:
         title, where = duplicate["title"], Path(duplicate["path"]).name
