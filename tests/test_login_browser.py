@@ -7,12 +7,12 @@ import os
 import re
 import secrets
 import threading
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 from apphelpers import app_env, make_root, pdf_bytes
 from conftest import SRC
+from test_browser import _unavailable, sync_playwright  # noqa: F401 - the shared browser fixture
 
 from rag.localserver import (
     CHROMIUM,
@@ -32,24 +32,6 @@ INGEST_MS = 240_000  # the upload loads the embedding model and indexes the PDF
 CURATOR = "curator@gemeente.example"
 READER = "lezer@gemeente.example"
 GROUP_CURATOR = "redacteur@partner.example"
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally, but fail in CI, where the browser and the provider must be there."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def sync_playwright():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    if not Path(CHROMIUM).is_file():
-        _unavailable(f"no Chromium at {CHROMIUM}")
-    return sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +60,7 @@ def oidc_provider():
 
 
 @pytest.fixture(scope="module")
-def app_with_login(tmp_path_factory, sync_playwright, oidc_provider):
+def app_with_login(tmp_path_factory, sync_playwright, oidc_provider):  # noqa: F811
     """`streamlit run app.py` with `[auth]` secrets pointing at the provider; (url, root)."""
     root = make_root(tmp_path_factory.mktemp("login") / "root")
     port = free_port()
@@ -135,7 +117,7 @@ def _log_in(browser, url: str, who: str, outside: list[tuple[str, str]]):
     return context, page
 
 
-def test_curator_uploads_and_the_change_log_names_them_reader_sees_no_changes(app_with_login, sync_playwright,
+def test_curator_uploads_and_the_change_log_names_them_reader_sees_no_changes(app_with_login, sync_playwright,  # noqa: F811
                                                                             tmp_path):
     url, root = app_with_login
     pdf = tmp_path / "rapport-Zonnedorp.pdf"
