@@ -157,7 +157,7 @@ def test_bench_writes_every_field_with_the_right_type(tmp_path: Path, monkeypatc
 JOB_FIELDS = {
     "pages": int, "passages": int, "texts_encoded": int, "answer_line_share": float, "queued_to_reading_s": float,
     "reading_s": float, "searchable_s": float, "answerable_s": float, "encode_tokens": int,
-    "ingest_tokens_per_s": float, "encoder_tokens_per_s": float, "idle_ask_p50_ms": float,
+    "passage_tokens_per_s": float, "line_tokens_per_s": float, "encoder_tokens_per_s": float, "idle_ask_p50_ms": float,
     "during_ask_p50_ms": float, "during_ratio": float, "asks_during": int, "answerable_with_questions_s": float,
 }
 

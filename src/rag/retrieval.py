@@ -65,9 +65,6 @@ def check_k(k: int) -> int:
     return k
 
 
-LINES_ON_THE_FLY = 5
-
-
 class HybridSearcher:
     """Dense + lexical retrieval over one Index."""
 
@@ -116,9 +113,7 @@ class HybridSearcher:
         candidates = list(dict.fromkeys([cid for cid, _ in dense] + [cid for cid, _ in lexical]))
         query = np.asarray(vector, dtype=np.float32)
         best = []
-        # Documents still waiting for their stored lines (state `searchable`) get the lines of their
-        # best few candidates encoded now: a new document ranks as it will once it is ready.
-        for cid, (_, vectors) in self.index.lines_for(candidates, compute=LINES_ON_THE_FLY).items():
+        for cid, (_, vectors) in self.index.lines_for(candidates).items():
             if len(vectors):
                 best.append((cid, float((np.asarray(vectors, dtype=np.float32) @ query).max())))
         return sorted(best, key=lambda item: -item[1])

@@ -374,12 +374,13 @@ class Index:
             "chunks": len(view.visible),
         }
 
-    def lines_for(self, chunk_ids: list[str], compute: int = 0):
-        """Stored answer lines and their vectors per chunk id (chunks without lines are left out).
+    def lines_for(self, chunk_ids: list[str]):
+        """Answer lines and their vectors per chunk id (chunks without lines are left out).
 
-        `compute`: for up to this many of the chunks (in the order given) of documents that are
-        searchable but whose lines are not stored yet, cut and encode the lines now (kept until the
-        next generation), so such a document ranks by its lines as it will once it is ready."""
+        A document that is searchable but whose lines are not stored yet gets its lines cut now,
+        each carrying its passage's vector: no forward pass, so a question asked while the worker
+        writes the lines costs what it costs when idle (cosine then ranks passages, not lines,
+        until the document is ready)."""
         view = self.view()
         ids = [c for c in dict.fromkeys(chunk_ids) if c in view.visible]
         todo = [c for c in ids if c not in view.lines]
@@ -388,27 +389,23 @@ class Index:
             with self._lock:
                 for cid in todo:
                     view.lines[cid] = loaded.get(cid)
-        if compute:
-            waiting = [c for c in ids if view.lines.get(c) is None and view.docs[view.visible[c]].state != READY]
-            if waiting:
-                self._compute_lines(view, waiting[:compute])
+        waiting = [c for c in ids if view.lines.get(c) is None and view.docs[view.visible[c]].state != READY]
+        if waiting:
+            self._approximate_lines(view, waiting)
         return {c: view.lines[c] for c in ids if view.lines.get(c) is not None}
 
-    def _compute_lines(self, view: View, chunk_ids: list[str]) -> None:
-        from ..lines import embed_text, split_lines
+    def _approximate_lines(self, view: View, chunk_ids: list[str]) -> None:
+        import numpy as np
+
+        from ..lines import split_lines
         from .answer_lines import rounded
 
-        records = self.get_chunks(chunk_ids)
-        cut = {cid: split_lines(rec.text) for cid, rec in records.items()}
-        texts = [embed_text(records[cid].section, ln) for cid, lines in cut.items() for ln in lines]
-        if not texts:
-            return
-        vectors = rounded(self.embeddings.encode(texts, self.embeddings.passage_prefix))
-        at = 0
+        stored = self._readable(lambda: self.stores()[2].get(chunk_ids, embeddings=True))
         with self._lock:
-            for cid, lines in cut.items():
-                view.lines[cid] = (lines, vectors[at : at + len(lines)])
-                at += len(lines)
+            for cid, (text, _, vector) in stored.items():
+                lines = split_lines(text)
+                if lines and vector is not None:
+                    view.lines[cid] = (lines, rounded(np.tile(np.asarray(vector, dtype=np.float32), (len(lines), 1))))
 
     def centroid(self):
         """The normalised mean of all answer-line vectors: where the corpus is, in embedding
