@@ -1,0 +1,245 @@
+"""A cross-encoder line ranker fine-tuned from the bundled e5 weights, against the learned reader.
+
+Two folds by document family (TUNING splits only): `policy` trains on the three Debian manual
+families and scores the shipped-corpus and policy-text tuning questions; `docs` the reverse. Both
+rankers are fit on the same family and scored on the other one, by recall@1 (the best-ranked line
+holds an expected fact). The cross-encoder is e5-small with a one-logit head (word embeddings
+frozen), trained with a softmax over one answer line and 7 other lines of the same question: the
+first 7 in passage order (`passage`, the lines around the answer) or the reader's 7 best-scored
+(`reader`).
+
+    PYTHONPATH=src python evals/cross_encoder_trial.py collect OUT.pkl DATASET=CORPUS ...
+    PYTHONPATH=src python evals/cross_encoder_trial.py train OUT.pkl policy|docs WORKDIR [EPOCHS] [LR] [passage|reader]
+    PYTHONPATH=src python evals/cross_encoder_trial.py report OUT.pkl policy|docs WORKDIR
+    PYTHONPATH=src python evals/cross_encoder_trial.py cost OUT.pkl WORKDIR/policy-model
+
+`collect` takes the same DATASET=CORPUS pairs as `make fit` (TUNING in the Makefile); `cost`
+exports the trained model to int8 ONNX and times reranking 8 lines, and all of a question's
+lines, against one query embedding of the default encoder, alternated in one process.
+Needs torch and transformers (present after `make install`); nothing here is used by the app.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+MANUALS = {"reader-aptitude.jsonl", "reader-gimp.jsonl", "reader-lilypond.jsonl"}
+MAX_TOKENS = 96
+NEGATIVES = 7
+
+
+def collect(out: Path, pairs: list[str]) -> None:
+    """Every answerable tuning question: its condensed text, candidate lines, reader features, labels."""
+    from rag.answering import reader
+    from rag.answering.questions import is_instruction
+    from rag.answering.tuning import tuning_assistant
+    from rag.config import Settings
+    from rag.evaluation import fact_in, load_dataset
+
+    rows = []
+    for pair in pairs:
+        dataset, corpus = pair.split("=")
+        assistant = tuning_assistant(Path(corpus), Settings(), Path(".rag-fit"))
+        for case in load_dataset(Path(dataset)):
+            if not case.answerable or not case.facts or is_instruction(case.user_input):
+                continue
+            condensed, focus = assistant.standalone(case.user_input, case.history)
+            vector = assistant.searcher.embed_query(condensed)
+            passages = assistant.searcher.search(condensed, assistant.settings.k, vector=vector)
+            candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
+            if candidates:
+                rows.append({"dataset": Path(dataset).name, "id": case.id, "q": condensed,
+                             "texts": [c.text for c in candidates], "matrix": matrix,
+                             "reader": reader.scores(matrix, reader.load_model()),
+                             "labels": np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates])})
+        assistant.index.close()
+    pickle.dump(rows, out.open("wb"))
+    print(f"{len(rows)} questions, {sum(int(r['labels'].sum()) for r in rows)} answer lines, "
+          f"{sum(len(r['texts']) for r in rows)} candidate lines")
+
+
+def split(rows: list[dict], fold: str) -> tuple[list[dict], list[dict]]:
+    """(train, test): `policy` tests on the non-manual families, `docs` on the manuals."""
+    test_manuals = fold == "docs"
+    return ([r for r in rows if (r["dataset"] in MANUALS) != test_manuals],
+            [r for r in rows if (r["dataset"] in MANUALS) == test_manuals])
+
+
+def _pairs(tokenizer, question: str, texts: list[str], tensors: str = "pt"):
+    return tokenizer(["query: " + question] * len(texts), ["passage: " + t for t in texts],
+                     truncation="only_second", max_length=MAX_TOKENS, padding=True, return_tensors=tensors)
+
+
+def train(rows_path: Path, fold: str, workdir: Path, epochs: int = 3, lr: float = 6e-5, negatives: str = "passage") -> None:
+    """Fine-tune on one family, write the other family's scores and the model to workdir."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rag.e5export import main as e5export
+
+    torch.set_num_threads(2)
+    random.seed(0)
+    torch.manual_seed(0)
+    base = workdir / "e5-st"
+    if not (base / "model.safetensors").is_file():
+        e5export([str(base)])
+    train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
+    model.bert.embeddings.word_embeddings.weight.requires_grad = False  # 96M of 118M weights: the bundled ones
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    groups = []
+    for r in train_rows:
+        others = np.flatnonzero(~r["labels"])
+        if negatives == "reader":
+            others = others[np.argsort(-r["reader"][others], kind="stable")]
+        for p in np.flatnonzero(r["labels"])[:2]:
+            groups.append((r["q"], [r["texts"][p]] + [r["texts"][n] for n in others[:NEGATIVES]]))
+    steps = epochs * len(groups)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, s / 50) * max(0.0, 1 - s / steps))
+    model.train()
+    started = time.time()
+    for epoch in range(epochs):
+        random.shuffle(groups)
+        for question, texts in groups:
+            logits = model(**_pairs(tokenizer, question, texts)).logits.squeeze(-1)
+            loss = torch.nn.functional.cross_entropy(logits[None], torch.zeros(1, dtype=torch.long))
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        print(f"epoch {epoch + 1}/{epochs}: {len(groups)} groups, {time.time() - started:.0f}s", flush=True)
+    model.eval()
+    scores = {}
+    with torch.no_grad():
+        for r in test_rows:
+            scores[(r["dataset"], r["id"])] = np.concatenate([
+                model(**_pairs(tokenizer, r["q"], r["texts"][i : i + 32])).logits.squeeze(-1).numpy()
+                for i in range(0, len(r["texts"]), 32)])
+    pickle.dump(scores, (workdir / f"{fold}-scores.pkl").open("wb"))
+    model.save_pretrained(str(workdir / f"{fold}-model"))
+    tokenizer.save_pretrained(str(workdir / f"{fold}-model"))
+
+
+def _recall_at_1(rows: list[dict], score) -> float:
+    return float(np.mean([bool(r["labels"][int(np.argmax(score(r)))]) for r in rows]))
+
+
+def report(rows_path: Path, fold: str, workdir: Path) -> None:
+    """Recall@1 on the held-out family: reader features refit on the training family, cosine, the
+    cross-encoder, and both combined (the weight chosen on one half, reported on the other)."""
+    from scipy.optimize import minimize
+
+    from rag.answering.reader_fit import _loss, _Stack
+
+    train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
+    ce = pickle.load((workdir / f"{fold}-scores.pkl").open("rb"))
+    stacked = np.vstack([r["matrix"] for r in train_rows]).astype(float)
+    mean, scale = stacked.mean(0), np.where(stacked.std(0) > 1e-6, stacked.std(0), 1.0)
+    stack = _Stack.of([((r["matrix"] - mean) / scale, r["labels"]) for r in train_rows if r["labels"].any()])
+    d = stacked.shape[1]
+    coef = minimize(_loss, np.zeros(d), args=(stack, d, 0, 10.0), jac=True, method="L-BFGS-B",
+                    options={"maxiter": 400}).x
+
+    def features(r):
+        return ((r["matrix"] - mean) / scale) @ coef
+
+    def cross(r):
+        return ce[(r["dataset"], r["id"])]
+
+    def z(v):
+        return (v - v.mean()) / (v.std() + 1e-9)
+
+    from rag.answering import reader
+
+    cosine = reader.FEATURES.index("sim_from_top")  # highest for the line nearest the question
+    print(f"held-out {fold} family: {len(test_rows)} questions, {sum(r['labels'].any() for r in test_rows)} "
+          "with an answer line among the candidates")
+    print(f"  reader features, fit on the other family  @1 {_recall_at_1(test_rows, features):.3f}")
+    print(f"  cosine alone                               @1 {_recall_at_1(test_rows, lambda r: r['matrix'][:, cosine]):.3f}")
+    print(f"  cross-encoder                              @1 {_recall_at_1(test_rows, cross):.3f}")
+    order = np.random.default_rng(0).permutation(len(test_rows))
+    halves = [[test_rows[i] for i in order[: len(order) // 2]], [test_rows[i] for i in order[len(order) // 2 :]]]
+    for chose_on, shown_on in ((0, 1), (1, 0)):
+        weight = max(np.arange(0, 3.01, 0.25), key=lambda w: _recall_at_1(
+            halves[chose_on], lambda r: z(features(r)) + w * z(cross(r))))
+        print(f"  features + {weight:.2f} x cross-encoder, half {shown_on + 1}: "
+              f"@1 {_recall_at_1(halves[shown_on], lambda r: z(features(r)) + weight * z(cross(r))):.3f} "
+              f"(features alone {_recall_at_1(halves[shown_on], features):.3f})")
+
+
+def cost(rows_path: Path, model_dir: Path, questions: int = 60) -> None:
+    """int8 ONNX cross-encoder: ms to score 8 and all candidate lines, against one query embedding."""
+    import onnxruntime as ort
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from rag.embeddings import get_embeddings
+
+    int8 = model_dir / "ce-int8.onnx"
+    if not int8.is_file():
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+
+        class Logit(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, input_ids, attention_mask):
+                return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+        ids = torch.ones(2, 16, dtype=torch.long)
+        axes = {0: "batch", 1: "tokens"}
+        torch.onnx.export(Logit(model), (ids, ids), str(model_dir / "ce.onnx"), opset_version=17, dynamo=False,
+                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}})
+        quantize_dynamic(str(model_dir / "ce.onnx"), str(int8), weight_type=QuantType.QInt8)
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    encoder = get_embeddings("default")
+    rows = pickle.load(rows_path.open("rb"))[:questions]
+
+    def rerank(question, texts):
+        batch = _pairs(tokenizer, question, texts, tensors="np")
+        session.run(None, {k: batch[k].astype(np.int64) for k in ("input_ids", "attention_mask")})
+
+    spent = {"one query embedding": [], "cross-encoder, 8 lines": [], "cross-encoder, all lines": []}
+    for r in rows:
+        best = [r["texts"][i] for i in np.argsort(-r["reader"])[:8]]
+        for name, run in (("one query embedding", lambda: encoder.encode([r["q"]], encoder.query_prefix)),
+                          ("cross-encoder, 8 lines", lambda: rerank(r["q"], best)),
+                          ("cross-encoder, all lines", lambda: rerank(r["q"], r["texts"]))):
+            started = time.perf_counter()
+            run()
+            spent[name].append(time.perf_counter() - started)
+    base = float(np.median(spent["one query embedding"]))
+    print(f"int8 cross-encoder {int8.stat().st_size / 1e6:.0f} MB; {len(rows)} questions, "
+          f"{np.mean([len(r['texts']) for r in rows]):.1f} candidate lines on average")
+    for name, values in spent.items():
+        print(f"  {name:26s} p50 {np.median(values) * 1000:6.1f} ms = x{np.median(values) / base:.1f}")
+
+
+def main(argv: list[str]) -> None:
+    command, rows = argv[0], Path(argv[1])
+    if command == "collect":
+        collect(rows, argv[2:])
+    elif command == "train":
+        train(rows, argv[2], Path(argv[3]), *(int(argv[4]),) if len(argv) > 4 else (),
+              *(float(argv[5]),) if len(argv) > 5 else (), *(argv[6],) if len(argv) > 6 else ())
+    elif command == "report":
+        report(rows, argv[2], Path(argv[3]))
+    elif command == "cost":
+        cost(rows, Path(argv[2]))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
