@@ -12,8 +12,10 @@ first 7 in passage order (`passage`, the lines around the answer) or the reader'
     PYTHONPATH=src python evals/cross_encoder_trial.py train OUT.pkl policy|docs WORKDIR [EPOCHS] [LR] [passage|reader]
     PYTHONPATH=src python evals/cross_encoder_trial.py report OUT.pkl policy|docs WORKDIR
     PYTHONPATH=src python evals/cross_encoder_trial.py cost OUT.pkl WORKDIR/policy-model
+    PYTHONPATH=src python evals/cross_encoder_trial.py query-side OUT.pkl policy|docs WORKDIR [EPOCHS] [LR]
 
-`collect` takes the same DATASET=CORPUS pairs as `make fit` (TUNING in the Makefile); `cost`
+`query-side` fine-tunes only the query side of e5 against the stored line vectors (which would
+need no re-encoding) and prints the held-out cosine recall@1 per epoch. `collect` takes the same DATASET=CORPUS pairs as `make fit` (TUNING in the Makefile); `cost`
 exports the trained model to int8 ONNX and times reranking 8 lines, and all of a question's
 lines, against one query embedding of the default encoder, alternated in one process.
 Needs torch and transformers (present after `make install`); nothing here is used by the app.
@@ -54,7 +56,8 @@ def collect(out: Path, pairs: list[str]) -> None:
             passages = assistant.searcher.search(condensed, assistant.settings.k, vector=vector)
             candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
             if candidates:
-                rows.append({"dataset": Path(dataset).name, "id": case.id, "q": condensed,
+                line_vectors = np.vstack([v for _, vs in assistant.extractive._lines(passages) for v in vs])
+                rows.append({"line_vectors": line_vectors.astype(np.float32),"dataset": Path(dataset).name, "id": case.id, "q": condensed,
                              "texts": [c.text for c in candidates], "matrix": matrix,
                              "reader": reader.scores(matrix, reader.load_model()),
                              "labels": np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates])})
@@ -226,6 +229,56 @@ def cost(rows_path: Path, model_dir: Path, questions: int = 60) -> None:
         print(f"  {name:26s} p50 {np.median(values) * 1000:6.1f} ms = x{np.median(values) / base:.1f}")
 
 
+def query_side(rows_path: Path, fold: str, workdir: Path, epochs: int = 4, lr: float = 2e-5) -> None:
+    """Fine-tune e5's query side so the question's vector points at its answer line's stored vector."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from rag.e5export import main as e5export
+
+    torch.set_num_threads(2)
+    random.seed(0)
+    torch.manual_seed(0)
+    base = workdir / "e5-st"
+    if not (base / "model.safetensors").is_file():
+        e5export([str(base)])
+    train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
+    train_rows = [r for r in train_rows if r["labels"].any()]
+    tokenizer = AutoTokenizer.from_pretrained(str(base))
+    model = AutoModel.from_pretrained(str(base))
+    model.embeddings.word_embeddings.weight.requires_grad = False
+
+    def embed(questions):
+        batch = tokenizer(["query: " + q for q in questions], padding=True, truncation=True, max_length=64,
+                          return_tensors="pt")
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (model(**batch).last_hidden_state * mask).sum(1) / mask.sum(1)
+        return torch.nn.functional.normalize(pooled, dim=-1)
+
+    def recall(rows):
+        model.eval()
+        with torch.no_grad():
+            vectors = np.vstack([embed([r["q"] for r in rows[i : i + 32]]).numpy() for i in range(0, len(rows), 32)])
+        return _recall_at_1([dict(r, v=v) for r, v in zip(rows, vectors)], lambda r: r["line_vectors"] @ r["v"])
+
+    print(f"cosine recall@1 on the held-out family before: {recall(test_rows):.3f}", flush=True)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.01)
+    for epoch in range(epochs):
+        model.train()
+        random.shuffle(train_rows)
+        for i in range(0, len(train_rows), 8):
+            part = train_rows[i : i + 8]
+            loss = 0
+            for r, v in zip(part, embed([r["q"] for r in part])):
+                logits = torch.from_numpy(r["line_vectors"]) @ v / 0.05
+                positive = torch.from_numpy(r["labels"])
+                loss = loss - (torch.logsumexp(logits[positive], 0) - torch.logsumexp(logits, 0))
+            (loss / len(part)).backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        print(f"epoch {epoch + 1}: held-out {recall(test_rows):.3f}, training family {recall(train_rows):.3f}", flush=True)
+
+
 def main(argv: list[str]) -> None:
     command, rows = argv[0], Path(argv[1])
     if command == "collect":
@@ -235,6 +288,9 @@ def main(argv: list[str]) -> None:
               *(float(argv[5]),) if len(argv) > 5 else (), *(argv[6],) if len(argv) > 6 else ())
     elif command == "report":
         report(rows, argv[2], Path(argv[3]))
+    elif command == "query-side":
+        query_side(rows, argv[2], Path(argv[3]), *(int(argv[4]),) if len(argv) > 4 else (),
+                   *(float(argv[5]),) if len(argv) > 5 else ())
     elif command == "cost":
         cost(rows, Path(argv[2]))
     else:
