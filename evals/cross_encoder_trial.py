@@ -79,10 +79,9 @@ def _pairs(tokenizer, question: str, texts: list[str], tensors: str = "pt"):
                      truncation="only_second", max_length=MAX_TOKENS, padding=True, return_tensors=tensors)
 
 
-def train(rows_path: Path, fold: str, workdir: Path, epochs: int = 3, lr: float = 6e-5, negatives: str = "passage") -> None:
-    """Fine-tune on one family, write the other family's scores and the model to workdir."""
+def _start(rows_path: Path, fold: str, workdir: Path) -> tuple[Path, list[dict], list[dict]]:
+    """Seeded torch on two threads, the bundled e5 as a transformers folder in workdir, and the fold."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from rag.e5export import main as e5export
 
@@ -92,7 +91,15 @@ def train(rows_path: Path, fold: str, workdir: Path, epochs: int = 3, lr: float 
     base = workdir / "e5-st"
     if not (base / "model.safetensors").is_file():
         e5export([str(base)])
-    train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
+    return (base, *split(pickle.load(rows_path.open("rb")), fold))
+
+
+def train(rows_path: Path, fold: str, workdir: Path, epochs: int = 3, lr: float = 6e-5, negatives: str = "passage") -> None:
+    """Fine-tune on one family, write the other family's scores and the model to workdir."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    base, train_rows, test_rows = _start(rows_path, fold, workdir)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModelForSequenceClassification.from_pretrained(str(base), num_labels=1)
     model.bert.embeddings.word_embeddings.weight.requires_grad = False  # 96M of 118M weights: the bundled ones
@@ -180,30 +187,14 @@ def report(rows_path: Path, fold: str, workdir: Path) -> None:
 def cost(rows_path: Path, model_dir: Path, questions: int = 60) -> None:
     """int8 ONNX cross-encoder: ms to score 8 and all candidate lines, against one query embedding."""
     import onnxruntime as ort
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from rag.e5onnx import int8_onnx
     from rag.embeddings import get_embeddings
 
     int8 = model_dir / "ce-int8.onnx"
     if not int8.is_file():
-        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
-
-        class Logit(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, input_ids, attention_mask):
-                return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
-
-        ids = torch.ones(2, 16, dtype=torch.long)
-        axes = {0: "batch", 1: "tokens"}
-        torch.onnx.export(Logit(model), (ids, ids), str(model_dir / "ce.onnx"), opset_version=17, dynamo=False,
-                          input_names=["input_ids", "attention_mask"], output_names=["logits"],
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "logits": {0: "batch"}})
-        quantize_dynamic(str(model_dir / "ce.onnx"), str(int8), weight_type=QuantType.QInt8)
+        int8_onnx(AutoModelForSequenceClassification.from_pretrained(str(model_dir)), int8, "logits", {0: "batch"})
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     encoder = get_embeddings("default")
@@ -234,15 +225,7 @@ def query_side(rows_path: Path, fold: str, workdir: Path, epochs: int = 4, lr: f
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from rag.e5export import main as e5export
-
-    torch.set_num_threads(2)
-    random.seed(0)
-    torch.manual_seed(0)
-    base = workdir / "e5-st"
-    if not (base / "model.safetensors").is_file():
-        e5export([str(base)])
-    train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
+    base, train_rows, test_rows = _start(rows_path, fold, workdir)
     train_rows = [r for r in train_rows if r["labels"].any()]
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     model = AutoModel.from_pretrained(str(base))

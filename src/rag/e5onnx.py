@@ -37,10 +37,33 @@ def default_dir() -> Path:
     return Path(os.environ.get("RAG_E5_ONNX_DIR") or Path(sys.prefix) / "share" / "rag" / "e5-int8")
 
 
-def export(out_dir: Path) -> Path:
-    """Write the int8 ONNX model, its tokenizer and a manifest to `out_dir` (needs torch and onnx)."""
+def int8_onnx(model, out: Path, output: str, output_axes: dict[int, str]) -> Path:
+    """Export a transformers model called with (input_ids, attention_mask) to int8 ONNX at `out`;
+    `output` is the attribute of its result to keep (`last_hidden_state`, `logits`). Needs torch and onnx."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    class Output(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return getattr(self.inner(input_ids=input_ids, attention_mask=attention_mask), output)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        ids = torch.ones(2, 16, dtype=torch.long)
+        axes = {0: "batch", 1: "tokens"}
+        torch.onnx.export(Output(model.eval()), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
+                          output_names=[output], opset_version=17, dynamo=False,
+                          dynamic_axes={"input_ids": axes, "attention_mask": axes, output: output_axes})
+        quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+    return out
+
+
+def export(out_dir: Path) -> Path:
+    """Write the int8 ONNX model, its tokenizer and a manifest to `out_dir` (needs torch and onnx)."""
     from transformers import AutoModel
 
     from .e5export import export as dequantised_folder
@@ -49,23 +72,8 @@ def export(out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         folder = dequantised_folder(e5_weights_path(), Path(tmp) / "st")
-        bert = AutoModel.from_pretrained(str(folder)).eval()
-
-        class LastHidden(torch.nn.Module):
-            def __init__(self, model):
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids, attention_mask):
-                return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-        fp32 = Path(tmp) / "e5.onnx"
-        ids = torch.ones(2, 16, dtype=torch.long)
-        axes = {0: "batch", 1: "tokens"}
-        torch.onnx.export(LastHidden(bert), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
-                          output_names=["hidden"], opset_version=17, dynamo=False,
-                          dynamic_axes={"input_ids": axes, "attention_mask": axes, "hidden": axes})
-        quantize_dynamic(str(fp32), str(out_dir / MODEL_FILE), weight_type=QuantType.QInt8)
+        int8_onnx(AutoModel.from_pretrained(str(folder)), out_dir / MODEL_FILE, "last_hidden_state",
+                  {0: "batch", 1: "tokens"})
         shutil.copy(folder / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
     manifest = {"from_weights_sha256": E5_WEIGHTS_SHA256, "model_sha256": sha256_of(out_dir / MODEL_FILE),
                 "tokenizer_sha256": sha256_of(out_dir / TOKENIZER_FILE)}
