@@ -423,9 +423,16 @@ class Index:
     # -- writing ------------------------------------------------------------------
     @contextmanager
     def write_lock(self, timeout: float = 30.0):
-        """Exclusive writer lock across processes on this machine; IndexBusyError after `timeout` seconds."""
+        """Exclusive writer lock: across processes on this machine, and with a Chroma server also
+        across machines (the lease on the server); IndexBusyError after `timeout` seconds."""
         with local.write_lock(self.dir, timeout):
-            yield
+            if not self.settings.chroma_url:
+                yield  # embedded: the store is this folder, which the file lock already guards
+                return
+            from .lease import writer_lease
+
+            with writer_lease(self.settings, timeout):
+                yield
 
     def chunking_signature(self) -> str:
         """What the chunks depend on besides the files; a change re-chunks everything."""
