@@ -274,8 +274,13 @@ def test_what_a_policy_adviser_asks_first(server, sync_playwright, tmp_path):
             browser.close()
 
 
+# Enough pages that the panel, redrawn every second, catches the encoding at several points: at 30
+# (one passage a page) the ONNX encoder was done with the passages between two redraws.
+PAGES_UPLOADED = 80
+
+
 def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_playwright, tmp_path):
-    """A 30-page PDF uploaded on Bronnen: the app queues it and starts a `rag worker`; the panel at
+    """An 80-page PDF uploaded on Bronnen: the app queues it and starts a `rag worker`; the panel at
     the top moves through its stages and pages without a click; the table shows the page count;
     the same bytes under another name are reported as a duplicate. The worker leaves with the app."""
     from apphelpers import settings_for
@@ -285,7 +290,7 @@ def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_pl
     from rag.ingest.worker import worker_running
 
     root = make_root(tmp_path / "root")
-    pdf = make_pdf(tmp_path / "upload" / "wijkrapport-kwartelveld.pdf", kwartelveld_pages(30),
+    pdf = make_pdf(tmp_path / "upload" / "wijkrapport-kwartelveld.pdf", kwartelveld_pages(PAGES_UPLOADED),
                    title="Wijkrapport Kwartelveld")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -314,7 +319,7 @@ def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_pl
                     page.wait_for_timeout(100)
                 done.first.wait_for(timeout=ANSWER_MS)
                 page.screenshot(path=str(tmp_path / "bronnen-klaar.png"), full_page=True)
-                # Parsing 30 generated pages takes well under a second, so the panel may show few of them;
+                # Parsing the generated pages takes well under a second, so the panel may show few of them;
                 # encoding (passages, then their answer lines) takes most of the time and moves with
                 # every 16 texts encoded.
                 assert any("in de wachtrij" in s or "lezen" in s for s in seen), seen
@@ -350,7 +355,7 @@ def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_pl
         stop_process(proc, timeout=15)
     settings = settings_for(root)
     docs = [d for d in Index(settings).documents() if "kwartelveld" in d["doc_id"]]
-    assert [(d["pages"], Path(d["path"]).name) for d in docs] == [(30, "wijkrapport-kwartelveld.pdf")]
+    assert [(d["pages"], Path(d["path"]).name) for d in docs] == [(PAGES_UPLOADED, "wijkrapport-kwartelveld.pdf")]
     deadline = time.monotonic() + 60
     while worker_running(settings) and time.monotonic() < deadline:  # it follows the app out
         time.sleep(0.5)
