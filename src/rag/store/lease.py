@@ -39,7 +39,6 @@ class WriterLease:
     def __init__(self, collection, holder: str | None = None):
         self.collection = collection
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lost = False
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
 
@@ -76,7 +75,6 @@ class WriterLease:
         while not self._stop.wait(RENEW_SECONDS):
             try:
                 if self.current()[0] != self.holder:
-                    self.lost = True
                     log.error("the writer lease of %s was taken over while this process was writing",
                               self.collection.name)
                     return
