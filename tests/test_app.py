@@ -353,7 +353,8 @@ def test_upload_on_sources_page_makes_the_document_answerable(tmp_path, monkeypa
     assert (root / "corpus" / "rapport-Zonnedorp-jeugdhulp-concept.pdf").is_file()
     assert any("check_circle:] **Rapport** — " in m.value and "Zonnedorp" in m.value for m in at.markdown)
     table = at.dataframe[0].value
-    assert table.loc[table["Bestand"] == "rapport-Zonnedorp-jeugdhulp-concept.pdf", "Pagina's"].tolist() == [1]
+    assert table.loc[table["Bestand"] == "rapport-Zonnedorp-jeugdhulp-concept.pdf", "Pagina's"].tolist() == ["1"]
+    assert set(table.loc[table["Soort"] == "Webpagina", "Pagina's"]) == {"–"}  # Markdown: no pages, no "None"
     at.switch_page(CHAT_PAGE).run()
     ask(at, "Hoeveel jeugdconsulenten heeft de gemeente Zonnedorp?")
     message = last_assistant(at)

@@ -255,14 +255,19 @@ def _documents_table(docs: list[dict]) -> None:
         {
             "Titel": d["title"],
             "Soort": common.KIND_LABELS.get(d["kind"], d["kind"]),
-            "Jaar": d["year"],
-            "Pagina's": d.get("pages"),
+            # Text, so a Markdown source (no pages) or an undated one shows a dash, not "None".
+            "Jaar": _or_dash(d["year"]),
+            "Pagina's": _or_dash(d.get("pages")),
             "Passages": d["chunks"],
             "Bestand": Path(d["path"]).name,
         }
         for d in docs
     ]
     st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def _or_dash(value) -> str:
+    return "–" if value in (None, "", 0) else str(value)
 
 
 def _research_status(docs: list[dict], curator: bool = True) -> None:
