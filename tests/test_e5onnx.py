@@ -117,3 +117,13 @@ def test_texts_are_encoded_in_runs_of_similar_length_within_a_token_budget():
         assert [lengths[i] for i in run] == sorted(lengths[i] for i in run)
     assert [lengths[i] for i in runs[0]] == [3, 5, 7, 40]  # short texts share a run
     assert [500] in [[lengths[i] for i in run] for run in runs]  # a long one runs alone
+
+
+def test_runs_side_by_side_give_each_text_its_own_vector_in_order(embedder):
+    # Many texts of mixed length: several model runs in flight at once (RUNS_AT_ONCE threads).
+    texts = [p + " " + "extra woorden " * (i % 7) * 9 for i, p in enumerate(PASSAGES * 6)]
+    ids = embedder._ids(texts, embedder.passage_prefix)
+    assert len(e5onnx._runs(ids, embedder.batch_size)) >= 4
+    together = embedder.encode(texts, embedder.passage_prefix)
+    alone = np.vstack([embedder.encode([t], embedder.passage_prefix) for t in texts])
+    assert np.allclose(together, alone, atol=2e-3), np.abs(together - alone).max()
