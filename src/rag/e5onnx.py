@@ -42,8 +42,10 @@ TOKENS_PER_RUN = 256
 # Model runs in flight during one encode, one core each (threads; ONNX Runtime releases the GIL).
 # On these 2 cores, passages of the bench report: 2,910 tokens/s with one thread a run and two runs
 # at once, 2,740 with two threads a run and two runs at once, ~2,700 one two-thread run at a time.
-# A single query is one run on one core: 12.5 ms p50 instead of 8.5 ms.
-RUNS_AT_ONCE = max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+# The price: a single query is one run on one core (evals/onnx_encoder_measure.py: query p50 14.9 ms
+# instead of 10.7 ms).
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+RUNS_AT_ONCE = max(1, min(_CORES, 8))
 # Bumped when the export changes, so an older build is refused with "run make install".
 RECIPE = 2
 
