@@ -167,3 +167,58 @@ def test_an_emoji_before_the_question_does_not_make_its_first_word_a_name():
 
     assert named_terms("🤔 Hoeveel procent van de gemeenten ervaart knelpunten? 📊") == []
     assert named_terms("Geldt dat ook in Vlaanderen?") == ["Vlaanderen"]
+
+
+def _candidates(texts_and_scores, passage=0):
+    from rag.answering.extractive import Candidate
+
+    return [Candidate(text, passage, i, False, set(), set(), score=score) for i, (text, score) in enumerate(texts_and_scores)]
+
+
+def test_the_best_lines_neighbour_comes_along_only_when_the_rule_says_so_and_it_fits():
+    from rag.answering.extractive import choose_lines
+
+    lines = _candidates([
+        ("De regio zet al jaren in op samenwerking.", 0.0),
+        ("Er zijn veel penselen voor andere tekenprogramma's.", 5.0),
+        ("Sommige daarvan kunnen eenvoudig naar GIMP worden omgezet.", 1.0),
+        ("Klopt het dat dit altijd werkt?", 0.5),
+    ])
+    rule = {"margin": 1.0, "other_margin": 0.0, "list_margin": 1.0, "max_lines": 4}
+    assert [c.position for c in choose_lines("Kan ik penselen gebruiken?", lines, rule, 600)] == [1]
+    with_next = {**rule, "after": 1, "before": 0, "neighbour_chars": 300}
+    assert [c.position for c in choose_lines("Kan ik penselen gebruiken?", lines, with_next, 600)] == [1, 2]
+    # A question is never a neighbour worth quoting, and the length cap holds.
+    two_after = {**rule, "after": 3, "before": 1, "neighbour_chars": 120}
+    chosen = [c.position for c in choose_lines("Kan ik penselen gebruiken?", lines, two_after, 600)]
+    assert chosen == [1, 2]
+    roomy = {**two_after, "neighbour_chars": 400}
+    assert sorted(c.position for c in choose_lines("Kan ik penselen gebruiken?", lines, roomy, 600)) == [0, 1, 2]
+    # A table row's neighbours are other rows: records of their own, not a continuation.
+    rows = _candidates([
+        ("Regio: Gooi — Leerlingen: 1385, Thuiszitters: 9.", 5.0),
+        ("Regio: IJmond — Leerlingen: 1422, Thuiszitters: 10.", 1.0),
+    ])
+    assert [c.position for c in choose_lines("Hoeveel thuiszitters in Gooi?", rows, roomy, 600)] == [0]
+
+
+def test_the_rule_fit_takes_the_next_line_when_answers_go_on_there():
+    """Out-of-fold scores that rank the line before the answer first: the fitted rule brings
+    the next line along; where the best line is the answer it adds nothing it need not."""
+    from rag.answering.reader_fit import choose_rule
+
+    def question(i, answer_next):
+        texts = [f"Regel {i}-{j} over iets anders in deze passage." for j in range(6)]
+        best, answer = 2, 3 if answer_next else 2
+        texts[answer] = f"Het antwoord {i} staat in deze regel."
+        matrix = np.zeros((6, len(reader.FEATURES)), dtype=np.float32)
+        labels = np.arange(6) == answer
+        q = Question("synthetic", str(i), "Waar staat het antwoord?", [f"Het antwoord {i}"],
+                     _candidates([(t, 0.0) for t in texts]), matrix, labels)
+        q.scores = np.where(np.arange(6) == best, 5.0, 0.0)
+        return q
+
+    rule, recall, _ = choose_rule([question(i, answer_next=True) for i in range(20)])
+    assert rule.get("after", 0) >= 1 and recall == 1.0
+    rule, recall, _ = choose_rule([question(i, answer_next=False) for i in range(20)])
+    assert rule.get("after", 0) == 0 and rule.get("before", 0) == 0 and recall == 1.0

@@ -16,6 +16,7 @@ from ..config import Settings
 from ..lexical import content_words, similar_tokens
 from ..lines import Line, embed_text, split_lines, subsection
 from ..retrieval import Passage
+from ..tables import parse_row
 from . import reader
 from .answer import REFUSAL_TEXT, Citation
 from .questions import LIST_QUESTION, QUESTION_FRAME
@@ -87,9 +88,15 @@ def _is_question(c: Candidate) -> bool:
     return c.text.rstrip().endswith("?")
 
 
+def _is_prose(c: Candidate) -> bool:
+    """A sentence of running text: not a question, a list item or a table row."""
+    return not (_is_question(c) or c.is_item or parse_row(c.text))
+
+
 def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget: int) -> list[Candidate]:
     """The best line; other lines whose score is within the fitted margin of it (a stricter one
-    for lines of another passage: they must add an answering line of their own); whole lists."""
+    for lines of another passage: they must add an answering line of their own); whole lists;
+    the best line's neighbours when the rule has them."""
     # A line that is itself a question ("Klopt het dat ...?") answers nothing, however close it is.
     order = sorted(range(len(candidates)), key=lambda i: (_is_question(candidates[i]), -candidates[i].score))
     best = candidates[order[0]]
@@ -112,7 +119,28 @@ def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget:
             run = []
     if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
         chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
-    return _within_budget(chosen, budget)
+    return _within_budget(_with_neighbours(candidates, best, chosen, rule), budget)
+
+
+def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[Candidate], rule: dict) -> list[Candidate]:
+    """The chosen lines plus the best line's neighbours in its passage (the fitted number
+    after and before it), while the answer stays within the fitted length: prose often goes
+    on in the next sentence ("Sommige daarvan ..."). List items and table rows are records
+    of their own, not a continuation: the list rule above quotes lists, and a row next to
+    the asked row answers another question."""
+    after, before = rule.get("after", 0), rule.get("before", 0)
+    if not after and not before or not _is_prose(best):
+        return chosen
+    same = [c for c in candidates if c.passage_index == best.passage_index]
+    at = same.index(best)
+    out = list(chosen)
+    used = sum(len(c.text) for c in out)
+    for c in same[at + 1 : at + 1 + after] + same[max(0, at - before) : at][::-1]:
+        if c in out or not _is_prose(c) or used + len(c.text) > rule["neighbour_chars"]:
+            continue
+        out.append(c)
+        used += len(c.text)
+    return out
 
 
 def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
