@@ -38,3 +38,6 @@ def test_the_fit_drops_bm25_when_it_only_adds_noise_and_keeps_it_when_it_helps()
     weights, info = fit(helpful, rrf_k=60, k=1)
     assert weights.lexical > 0 and info["context_recall"] == 1.0
     assert context_recall(helpful, FusionWeights(1.0, 0.0, 0.0, 0.0), 60, 1)["docs"] == 0.0
+    # What dense retrieval alone finds is kept per tuning file, beside the fitted figure.
+    assert info["dense_only_context_recall_per_dataset"] == {"docs": 0.0}
+    assert info["context_recall_per_dataset"] == {"docs": 1.0}

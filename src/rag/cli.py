@@ -366,6 +366,9 @@ def _echo_fusion(result: dict) -> None:
     fit = result["fit"]
     click.echo(f"Fusion {result['weights']}: context recall {fit['context_recall']:.3f} on {fit['cases']} cases "
                f"(dense only {fit['dense_only_context_recall']:.3f})")
+    dense_only = fit.get("dense_only_context_recall_per_dataset", {})
+    for name, value in fit["context_recall_per_dataset"].items():
+        click.echo(f"  {name:28s} context recall {value:.3f} (dense only {dense_only.get(name, float('nan')):.3f})")
 
 
 @main.command("fit")

@@ -97,6 +97,7 @@ def fit(cases: list[Rankings], rrf_k: int, k: int) -> tuple[FusionWeights, dict]
         "context_recall": round(best[0], 4),
         "context_recall_per_dataset": {n: round(v, 4) for n, v in best[5].items()},
         "dense_only_context_recall": round(float(np.mean(list(dense_only.values()))), 4),
+        "dense_only_context_recall_per_dataset": {n: round(v, 4) for n, v in dense_only.items()},
         "rrf_k": rrf_k,
         "k": k,
     }
