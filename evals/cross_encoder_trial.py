@@ -39,29 +39,16 @@ NEGATIVES = 7
 def collect(out: Path, pairs: list[str]) -> None:
     """Every answerable tuning question: its condensed text, candidate lines, reader features, labels."""
     from rag.answering import reader
-    from rag.answering.questions import is_instruction
-    from rag.answering.tuning import tuning_assistant
+    from rag.answering.reader_fit import analysed_cases
     from rag.config import Settings
-    from rag.evaluation import fact_in, load_dataset
 
     rows = []
     for pair in pairs:
         dataset, corpus = pair.split("=")
-        assistant = tuning_assistant(Path(corpus), Settings(), Path(".rag-fit"))
-        for case in load_dataset(Path(dataset)):
-            if not case.answerable or not case.facts or is_instruction(case.user_input):
-                continue
-            condensed, focus = assistant.standalone(case.user_input, case.history)
-            vector = assistant.searcher.embed_query(condensed)
-            passages = assistant.searcher.search(condensed, assistant.settings.k, vector=vector)
-            candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
-            if candidates:
-                line_vectors = np.vstack([v for _, vs in assistant.extractive._lines(passages) for v in vs])
-                rows.append({"line_vectors": line_vectors.astype(np.float32),"dataset": Path(dataset).name, "id": case.id, "q": condensed,
-                             "texts": [c.text for c in candidates], "matrix": matrix,
-                             "reader": reader.scores(matrix, reader.load_model()),
-                             "labels": np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates])})
-        assistant.index.close()
+        for a in analysed_cases(Path(dataset), Path(corpus), Settings(), Path(".rag-fit"), with_vectors=True):
+            rows.append({"line_vectors": a.line_vectors.astype(np.float32), "dataset": Path(dataset).name,
+                         "id": a.case.id, "q": a.question, "texts": [c.text for c in a.candidates],
+                         "matrix": a.matrix, "reader": reader.scores(a.matrix, reader.load_model()), "labels": a.labels})
     pickle.dump(rows, out.open("wb"))
     print(f"{len(rows)} questions, {sum(int(r['labels'].sum()) for r in rows)} answer lines, "
           f"{sum(len(r['texts']) for r in rows)} candidate lines")

@@ -30,10 +30,7 @@ import numpy as np
 
 from rag.answering import reader, reader_fit
 from rag.answering.extractive import asked_words, weighted_coverage
-from rag.answering.questions import is_instruction
-from rag.answering.tuning import tuning_assistant
 from rag.config import Settings
-from rag.evaluation import fact_in, load_dataset
 from rag.lexical import fold_accents
 
 PASSAGE_FEATURES = ("p_dense", "p_lexical", "p_dense_rank", "p_lexical_rank", "p_overlap", "p_best_sim",
@@ -44,25 +41,14 @@ def collect(pairs: list[tuple[Path, Path]]) -> list[dict]:
     """Every answerable tuning question's candidates, features, labels, passages and vectors."""
     out = []
     for dataset, corpus in pairs:
-        assistant = tuning_assistant(corpus, Settings(), Path(".rag-fit"))
-        for case in load_dataset(dataset):
-            if not case.answerable or not case.facts or is_instruction(case.user_input):
-                continue
-            condensed, focus = assistant.standalone(case.user_input, case.history)
-            vector = assistant.searcher.embed_query(condensed)
-            passages = assistant.searcher.search(condensed, assistant.settings.k, vector=vector)
-            candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
-            if not candidates:
-                continue
-            line_vectors = np.vstack([v for _, vs in assistant.extractive._lines(passages) for v in vs])
+        for a in reader_fit.analysed_cases(dataset, corpus, Settings(), Path(".rag-fit"), with_vectors=True):
             out.append({
-                "dataset": dataset.name, "id": case.id, "question": condensed, "facts": case.facts,
-                "candidates": candidates, "matrix": matrix,
-                "labels": np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates]),
-                "passages": [(p.title, p.dense_score, p.lexical_score, p.dense_rank, p.lexical_rank) for p in passages],
-                "question_vector": np.asarray(vector, dtype=np.float32), "line_vectors": line_vectors.astype(np.float32),
+                "dataset": dataset.name, "id": a.case.id, "question": a.question, "facts": a.case.facts,
+                "candidates": a.candidates, "matrix": a.matrix, "labels": a.labels,
+                "passages": [(p.title, p.dense_score, p.lexical_score, p.dense_rank, p.lexical_rank) for p in a.passages],
+                "question_vector": np.asarray(a.vector, dtype=np.float32),
+                "line_vectors": a.line_vectors.astype(np.float32),
             })
-        assistant.index.close()
         logging.info("%s: %d questions so far", dataset, len(out))
     return out
 

@@ -17,6 +17,7 @@ import json
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -59,25 +60,52 @@ class Question:
     scores: np.ndarray = field(default=None)  # out-of-fold scores, set by `fit`
 
 
-def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Question]:
-    """Index `corpus` (incrementally, under work_dir) and collect every answerable case's lines."""
+@dataclass
+class AnalysedCase:
+    """One answerable tuning case as the Assistant reads it: the question made to stand alone,
+    its passages, candidate lines with their features, and which lines hold a fact."""
+
+    case: object  # evaluation.EvalCase
+    question: str
+    passages: list
+    vector: np.ndarray  # the question's
+    candidates: list[Candidate]
+    matrix: np.ndarray
+    labels: np.ndarray
+    budget: int
+    line_vectors: np.ndarray | None = None
+
+
+def analysed_cases(dataset: Path, corpus: Path, settings: Settings, work_dir: Path,
+                   with_vectors: bool = False) -> Iterator[AnalysedCase]:
+    """Index `corpus` (incrementally, under work_dir) and analyse every answerable case that
+    has candidate lines; `with_vectors` adds the lines' stored vectors (for trials)."""
     assistant = tuning_assistant(corpus, settings, work_dir)
     local, index = assistant.settings, assistant.index
-    out = []
-    for case in load_dataset(dataset):
-        if not case.answerable or not case.facts or is_instruction(case.user_input):
-            continue
-        condensed, focus = assistant.standalone(case.user_input, case.history)
-        vector = assistant.searcher.embed_query(condensed)
-        passages = assistant.searcher.search(condensed, local.k, vector=vector)
-        candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
-        if not candidates:
-            continue
-        labels = np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates], dtype=bool)
-        out.append(Question(Path(dataset).name, case.id, condensed, case.facts, candidates, matrix, labels,
-                            local.answer_max_chars))
-    index.close()
-    return out
+    try:
+        for case in load_dataset(dataset):
+            if not case.answerable or not case.facts or is_instruction(case.user_input):
+                continue
+            condensed, focus = assistant.standalone(case.user_input, case.history)
+            vector = assistant.searcher.embed_query(condensed)
+            passages = assistant.searcher.search(condensed, local.k, vector=vector)
+            candidates, matrix = assistant.extractive.candidates(condensed, passages, vector, focus)
+            if not candidates:
+                continue
+            labels = np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates], dtype=bool)
+            line_vectors = None
+            if with_vectors:
+                line_vectors = np.vstack([v for _, vs in assistant.extractive._lines(passages) for v in vs])
+            yield AnalysedCase(case, condensed, passages, vector, candidates, matrix, labels, local.answer_max_chars,
+                               line_vectors)
+    finally:
+        index.close()
+
+
+def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Question]:
+    """Every answerable case's candidate lines, features and labels (see `analysed_cases`)."""
+    return [Question(Path(dataset).name, a.case.id, a.question, a.case.facts, a.candidates, a.matrix, a.labels,
+                     a.budget) for a in analysed_cases(dataset, corpus, settings, work_dir)]
 
 
 # -- the conditional logit ----------------------------------------------------------
