@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answering import reader, reader_fit
+from rag.answering import reader_fit
 from rag.answering.extractive import asked_words, weighted_coverage
 from rag.config import Settings
 from rag.lexical import fold_accents
@@ -102,12 +102,7 @@ def questions(rows: list[dict], extra=None) -> list[reader_fit.Question]:
 
 def logit_recall(qs: list[reader_fit.Question], hidden: int = 0, penalty: float = 10.0) -> float:
     """Out-of-fold recall@1 of the conditional logit on these questions' features."""
-    shipped = reader.FEATURES
-    reader.FEATURES = tuple(range(qs[0].matrix.shape[1]))  # the fit sizes its weights by this
-    try:
-        reader_fit._out_of_fold(qs, hidden, penalty)
-    finally:
-        reader.FEATURES = shipped
+    reader_fit._out_of_fold(qs, hidden, penalty)
     return reader_fit.recall_at_1(qs)
 
 

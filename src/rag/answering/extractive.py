@@ -129,7 +129,7 @@ def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[
     of their own, not a continuation: the list rule above quotes lists, and a row next to
     the asked row answers another question."""
     after, before = rule.get("after", 0), rule.get("before", 0)
-    if not after and not before or not _is_prose(best):
+    if (not after and not before) or not _is_prose(best):
         return chosen
     same = [c for c in candidates if c.passage_index == best.passage_index]
     at = same.index(best)
@@ -204,7 +204,7 @@ class ExtractiveAnswerer:
         self.lines_for = lines_for
         self.reader_path = reader_path
 
-    def _lines(self, passages: list[Passage]) -> list[tuple[list[Line], np.ndarray]]:
+    def passage_lines(self, passages: list[Passage]) -> list[tuple[list[Line], np.ndarray]]:
         """Each passage's lines and vectors: stored at ingest, or cut and embedded now for
         passages the index holds no lines for (an index built before lines existed)."""
         stored = self.lines_for([p.chunk_id for p in passages]) if self.lines_for else {}
@@ -229,7 +229,7 @@ class ExtractiveAnswerer:
         """Every line of the passages, with its cosine to the question and the reader's features."""
         candidates: list[Candidate] = []
         vectors = []
-        for pi, (lines, line_vectors) in enumerate(self._lines(passages)):
+        for pi, (lines, line_vectors) in enumerate(self.passage_lines(passages)):
             sub = subsection(passages[pi].section)
             for line, vector in zip(lines, line_vectors):
                 line_words = set(content_words(line.text))

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from ..config import Settings
-from ..evaluation import fact_in, fact_share, load_dataset
+from ..evaluation import EvalCase, fact_in, fact_share, load_dataset
 from . import reader
 from .extractive import Candidate, choose_lines
 from .questions import is_instruction
@@ -65,7 +65,7 @@ class AnalysedCase:
     """One answerable tuning case as the Assistant reads it: the question made to stand alone,
     its passages, candidate lines with their features, and which lines hold a fact."""
 
-    case: object  # evaluation.EvalCase
+    case: EvalCase
     question: str
     passages: list
     vector: np.ndarray  # the question's
@@ -95,7 +95,7 @@ def analysed_cases(dataset: Path, corpus: Path, settings: Settings, work_dir: Pa
             labels = np.array([any(fact_in(f, c.text) for f in case.facts) for c in candidates], dtype=bool)
             line_vectors = None
             if with_vectors:
-                line_vectors = np.vstack([v for _, vs in assistant.extractive._lines(passages) for v in vs])
+                line_vectors = np.vstack([v for _, vs in assistant.extractive.passage_lines(passages) for v in vs])
             yield AnalysedCase(case, condensed, passages, vector, candidates, matrix, labels, local.answer_max_chars,
                                line_vectors)
     finally:
@@ -173,8 +173,8 @@ def _loss(theta, stack: _Stack, d, hidden, penalty):
 def _fit_weights(questions: list[Question], mean, scale, hidden: int, penalty: float, seed: int = 0) -> dict:
     from scipy.optimize import minimize
 
-    d = len(reader.FEATURES)
     stack = _Stack.of([((q.matrix - mean) / scale, q.labels) for q in questions if q.labels.any()])
+    d = stack.z.shape[1]
     size = d + (d * hidden + 2 * hidden if hidden else 0)
     theta0 = np.random.default_rng(seed).normal(0, 0.05, size) if hidden else np.zeros(size)
     result = minimize(_loss, theta0, args=(stack, d, hidden, penalty), jac=True, method="L-BFGS-B",
@@ -224,24 +224,25 @@ def choose_rule(questions: list[Question]) -> tuple[dict, float, float]:
     """The selection rule with the best recall minus LENGTH_COST per character, on out-of-fold
     scores: margins and line count first, then whether the best line's neighbours come along."""
     best = None
+
+    def consider(rule: dict) -> None:
+        nonlocal best
+        recall, chars = _answer_quality(questions, rule)
+        value = recall - LENGTH_COST * chars
+        if best is None or value > best[0]:
+            best = (value, rule, recall, chars)
+
     for max_lines in MAX_LINES:
         for margin in MARGINS:
             for other in OTHER_MARGINS:
                 if other > margin:
                     continue
                 for list_margin in LIST_MARGINS:
-                    rule = {"margin": margin, "other_margin": other, "list_margin": list_margin,
-                            "max_lines": max_lines}
-                    recall, chars = _answer_quality(questions, rule)
-                    value = recall - LENGTH_COST * chars
-                    if best is None or value > best[0]:
-                        best = (value, rule, recall, chars)
+                    consider({"margin": margin, "other_margin": other, "list_margin": list_margin,
+                              "max_lines": max_lines})
+    base = best[1]
     for after, before, cap in NEIGHBOURS:
-        rule = {**best[1], "after": after, "before": before, "neighbour_chars": cap}
-        recall, chars = _answer_quality(questions, rule)
-        value = recall - LENGTH_COST * chars
-        if value > best[0]:
-            best = (value, rule, recall, chars)
+        consider({**base, "after": after, "before": before, "neighbour_chars": cap})
     return best[1], best[2], best[3]
 
 
