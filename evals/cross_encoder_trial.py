@@ -131,21 +131,16 @@ def _recall_at_1(rows: list[dict], score) -> float:
 def report(rows_path: Path, fold: str, workdir: Path) -> None:
     """Recall@1 on the held-out family: reader features refit on the training family, cosine, the
     cross-encoder, and both combined (the weight chosen on one half, reported on the other)."""
-    from scipy.optimize import minimize
-
-    from rag.answering.reader_fit import _loss, _Stack
+    from rag import conditional_logit
 
     train_rows, test_rows = split(pickle.load(rows_path.open("rb")), fold)
     ce = pickle.load((workdir / f"{fold}-scores.pkl").open("rb"))
-    stacked = np.vstack([r["matrix"] for r in train_rows]).astype(float)
-    mean, scale = stacked.mean(0), np.where(stacked.std(0) > 1e-6, stacked.std(0), 1.0)
-    stack = _Stack.of([((r["matrix"] - mean) / scale, r["labels"]) for r in train_rows if r["labels"].any()])
-    d = stacked.shape[1]
-    coef = minimize(_loss, np.zeros(d), args=(stack, d, 0, 10.0), jac=True, method="L-BFGS-B",
-                    options={"maxiter": 400}).x
+    groups = [(r["matrix"].astype(float), r["labels"]) for r in train_rows]
+    mean, scale = conditional_logit.standardisation([m for m, _ in groups])
+    model = conditional_logit.fit(groups, mean, scale, hidden=0, penalty=10.0)
 
     def features(r):
-        return ((r["matrix"] - mean) / scale) @ coef
+        return conditional_logit.scores(r["matrix"], model)
 
     def cross(r):
         return ce[(r["dataset"], r["id"])]

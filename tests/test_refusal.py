@@ -23,7 +23,7 @@ from rag.answering.refusal import (
     topic_similarity,
 )
 from rag.answering.refusal_fit import Row, fit
-from rag.fusion import fusion_weights, lexical_strength
+from rag.fusion import fusion_model, lexical_strength
 from rag.retrieval import HybridSearcher
 
 
@@ -132,9 +132,10 @@ def test_chunks_are_also_ranked_by_their_best_line(corpus_index):
     assert chunk_id in [p.chunk_id for p in searcher.search(question, settings.k, vector=vector)]
     # Switched off (RAG_LINE_WEIGHT=0), fusion is dense + BM25 alone.
     off = HybridSearcher(index, settings.with_overrides(line_weight=0.0))
-    weights = fusion_weights(off.settings)
+    model = fusion_model(off.settings)
+    assert model.ranker is None  # an explicit weight: reciprocal-rank fusion
     strength = lexical_strength(lexical[0][1], off.question_idf(question)) if lexical else 0.0
-    plain = [p.chunk_id for p in off._fuse(dense, lexical, settings.k, [], weights, strength)]
+    plain = [p.chunk_id for p in off._fuse(dense, lexical, settings.k, [], model, strength)]
     assert [p.chunk_id for p in off.search(question, settings.k, vector=vector)] == plain
 
 

@@ -364,11 +364,15 @@ def fit_fusion_command(pairs: tuple[str, ...], work_dir: Path) -> None:
 
 def _echo_fusion(result: dict) -> None:
     fit = result["fit"]
-    click.echo(f"Fusion {result['weights']}: context recall {fit['context_recall']:.3f} on {fit['cases']} cases "
+    ranked_by = "the passage ranker" if result["method"] == "ranker" else f"reciprocal-rank fusion {result['weights']}"
+    click.echo(f"Fusion: {ranked_by}, context recall {fit['context_recall']:.3f} on {fit['cases']} cases "
                f"(dense only {fit['dense_only_context_recall']:.3f})")
-    dense_only = fit.get("dense_only_context_recall_per_dataset", {})
-    for name, value in fit["context_recall_per_dataset"].items():
-        click.echo(f"  {name:28s} context recall {value:.3f} (dense only {dense_only.get(name, float('nan')):.3f})")
+    click.echo(f"  {'':28s} context recall: ranker (held out) / RRF / dense only; first passage holds a fact: ranker / RRF")
+    for name, rrf in fit["rrf_context_recall_per_dataset"].items():
+        click.echo(f"  {name:28s} {fit['ranker_out_of_fold_context_recall_per_dataset'][name]:.3f} / {rrf:.3f} / "
+                   f"{fit['dense_only_context_recall_per_dataset'][name]:.3f}; "
+                   f"{fit['ranker_out_of_fold_first_passage_hits_per_dataset'][name]:.3f} / "
+                   f"{fit['rrf_first_passage_hits_per_dataset'][name]:.3f}")
 
 
 @main.command("fit")

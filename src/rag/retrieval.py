@@ -1,4 +1,4 @@
-"""Hybrid search: dense (Chroma) + BM25, fused by reciprocal rank -> Passages."""
+"""Hybrid search: dense (Chroma) + BM25 + best-line ranking, fused by the fitted passage ranker -> Passages."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from langchain_core.documents import Document
 
 from .config import MAX_K, Settings
 from .errors import ConfigError, QuestionError
-from .fusion import FusionWeights, fuse, fusion_weights, lexical_strength
+from .fusion import FusionModel, FusionWeights, fusion_model, lexical_strength
 from .identity import doc_name
 from .lexical import content_words
 from .store import Index
@@ -79,7 +79,7 @@ class HybridSearcher:
     def search(
         self, query: str, k: int | None = None, mode: str | None = None, vector: np.ndarray | None = None
     ) -> list[Passage]:
-        """Top-k passages for a query, fused by reciprocal rank (mode: hybrid|dense|lexical).
+        """Top-k passages for a query (mode: hybrid = fused, see rag.fusion | dense | lexical).
 
         `vector` is the query's embedding when the caller already has it (see `embed_query`)."""
         query = (query or "").strip()
@@ -97,10 +97,10 @@ class HybridSearcher:
             dense = self.index.dense_search(vector, n)
         if mode in ("hybrid", "lexical"):
             lexical = self.index.lexical().search(query, n)
-        weights = fusion_weights(self.settings) if mode == "hybrid" else FusionWeights(1.0, 1.0, 0.0, 0.0)
-        by_line = self.rank_by_line(dense, lexical, vector) if mode == "hybrid" and weights.line else []
+        model = fusion_model(self.settings) if mode == "hybrid" else FusionModel(FusionWeights(1.0, 1.0, 0.0, 0.0))
+        by_line = self.rank_by_line(dense, lexical, vector) if mode == "hybrid" and model.uses_lines else []
         strength = lexical_strength(lexical[0][1], self.question_idf(query)) if lexical else 0.0
-        return self._fuse(dense, lexical, k, by_line, weights, strength)
+        return self._fuse(dense, lexical, k, by_line, model, strength)
 
     def question_idf(self, query: str) -> float:
         lex = self.index.lexical()
@@ -118,8 +118,8 @@ class HybridSearcher:
                 best.append((cid, float((np.asarray(vectors, dtype=np.float32) @ query).max())))
         return sorted(best, key=lambda item: -item[1])
 
-    def _fuse(self, dense, lexical, k: int, by_line, weights: FusionWeights, strength: float) -> list[Passage]:
-        fused = fuse(dense, lexical, by_line, weights, self.settings.rrf_k, strength)
+    def _fuse(self, dense, lexical, k: int, by_line, model: FusionModel, strength: float) -> list[Passage]:
+        fused = model.fuse(dense, lexical, by_line, self.settings.rrf_k, strength)
         info: dict[str, dict] = {}
         for rank, (cid, sim) in enumerate(dense, start=1):
             info.setdefault(cid, {}).update(dense_score=sim, dense_rank=rank)

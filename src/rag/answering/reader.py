@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import conditional_logit
 from ..lexical import fold_accents, words
 from .questions import ASKS_DATE, ASKS_PERSON, LIST_QUESTION, QUANTITY
 
@@ -265,9 +266,4 @@ def forget_loaded_models() -> None:
 
 def scores(matrix: np.ndarray, model: dict) -> np.ndarray:
     """One score per candidate line (higher = more likely the answer); comparable within a question."""
-    z = (matrix - model["mean"]) / model["scale"]
-    out = z @ model["coef"]
-    hidden = model.get("hidden")
-    if hidden:
-        out = out + np.tanh(z @ hidden["w1"] + hidden["b1"]) @ hidden["w2"]
-    return out
+    return conditional_logit.scores(matrix, model)
