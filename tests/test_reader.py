@@ -103,7 +103,8 @@ def test_items_without_bullets_are_quoted_as_items(corpus_index):
     settings, index = corpus_index
     answer = Assistant(settings, index, chat_model=None).ask("Wat levert de samenwerking op voor leerlingen?")
     assert not answer.refused, answer.text
-    assert "\n- minder thuiszitters" in answer.text, answer.text
+    lines = answer.text.splitlines()
+    assert "- minder thuiszitters [1]" in lines and "- thuis nabije hulp en ondersteuning [1]" in lines, answer.text
     assert "thuiszitters [1] thuis" not in answer.text, answer.text
 
 
@@ -202,6 +203,43 @@ def test_the_best_lines_neighbour_comes_along_only_when_the_rule_says_so_and_it_
     assert [c.position for c in choose_lines("Hoeveel thuiszitters in Gooi?", rows, roomy, 600)] == [0]
 
 
+def _passage(doc_id: str, title: str = "Handreiking"):
+    from rag.retrieval import Passage
+
+    return Passage(chunk_id=f"{doc_id}#0", doc_id=doc_id, title=title, kind="doc", section=title, page=None,
+                   text="", score=1.0)
+
+
+def test_a_lead_names_the_documents_only_when_the_answer_quotes_several():
+    from rag.answering.extractive import compose_answer
+
+    one = _candidates([("Er doen twaalf scholen mee.", 1.0), ("Zij starten in 2022.", 0.5)])
+    text, citations = compose_answer(one, [_passage("a.md", "Verkenning")])
+    assert text == "Er doen twaalf scholen mee. [1] Zij starten in 2022. [1]" and len(citations) == 1
+    two = one[:1] + _candidates([("De gemeente betaalt de coach.", 0.8)], passage=1)
+    text, citations = compose_answer(two, [_passage("a.md", "Verkenning"), _passage("b.md", "Evaluatie")])
+    assert text.startswith("Volgens ‘Verkenning’: Er doen twaalf scholen mee. [1]")
+    assert "Volgens ‘Evaluatie’: De gemeente betaalt de coach. [2]" in text and len(citations) == 2
+
+
+def test_the_rule_fit_keeps_median_answers_within_the_length_limit():
+    """Quoting a long second line would find more facts, but makes the median answer longer
+    than MAX_MEDIAN_CHARS: the fitted rule quotes one line."""
+    from rag.answering.reader_fit import MAX_MEDIAN_CHARS, choose_rule
+
+    def question(i):
+        texts = [f"Het eerste antwoord {i} staat hier.", f"Het tweede antwoord {i} " + "en een lange uitleg " * 25]
+        q = Question("synthetic", str(i), "Wat zijn de antwoorden?", [f"eerste antwoord {i}", f"tweede antwoord {i}"],
+                     _candidates([(t, 0.0) for t in texts]), np.zeros((2, len(reader.FEATURES)), dtype=np.float32),
+                     np.array([True, True]), passages=[_passage("doc.md")])
+        q.scores = np.array([5.0, 4.9])
+        return q
+
+    assert len(question(0).candidates[1].text) > MAX_MEDIAN_CHARS
+    rule, recall, chars = choose_rule([question(i) for i in range(10)])
+    assert recall == 0.5 and chars < MAX_MEDIAN_CHARS and rule["max_lines"] == 1
+
+
 def test_the_rule_fit_takes_the_next_line_when_answers_go_on_there():
     """Out-of-fold scores that rank the line before the answer first: the fitted rule brings
     the next line along; where the best line is the answer it adds nothing it need not."""
@@ -214,7 +252,7 @@ def test_the_rule_fit_takes_the_next_line_when_answers_go_on_there():
         matrix = np.zeros((6, len(reader.FEATURES)), dtype=np.float32)
         labels = np.arange(6) == answer
         q = Question("synthetic", str(i), "Waar staat het antwoord?", [f"Het antwoord {i}"],
-                     _candidates([(t, 0.0) for t in texts]), matrix, labels)
+                     _candidates([(t, 0.0) for t in texts]), matrix, labels, passages=[_passage("doc.md")])
         q.scores = np.where(np.arange(6) == best, 5.0, 0.0)
         return q
 

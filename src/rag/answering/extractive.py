@@ -185,6 +185,42 @@ def _within_budget(chosen: list[Candidate], budget: int) -> list[Candidate]:
     return kept
 
 
+def compose_answer(chosen: list[Candidate], passages: list[Passage]) -> tuple[str, list[Citation]]:
+    """The answer text: lines in document order, each with [n]; when they come from more than
+    one document, each document's lines under a lead naming it (one document is named by the
+    sources under the answer, and a lead would only lengthen it)."""
+    if not chosen:
+        return REFUSAL_TEXT, []
+    chosen = sorted(chosen, key=lambda c: (c.passage_index, c.position))
+    several = len({passages[c.passage_index].doc_id for c in chosen}) > 1
+    numbers: dict[int, int] = {}
+    citations: list[Citation] = []
+    lines: list[str] = []
+    current_doc = None
+    for c in chosen:
+        p = passages[c.passage_index]
+        if c.passage_index not in numbers:
+            numbers[c.passage_index] = len(numbers) + 1
+            citations.append(Citation(numbers[c.passage_index], p, c.text))
+        n = numbers[c.passage_index]
+        citations[n - 1].quotes.append(c.text)
+        if several and p.doc_id != current_doc:
+            lines.append(f"{_lead(p)}:")
+            current_doc = p.doc_id
+        lines.append(f"- {c.text} [{n}]" if c.is_item else f"{c.text} [{n}]")
+    text = ""
+    after_list = False
+    for line in lines:
+        if line.startswith("- "):
+            text += "\n" + line
+            after_list = True
+        else:
+            # Prose after a list starts a new paragraph instead of running on its last item.
+            text += ("\n\n" if after_list else " " if text else "") + line
+            after_list = False
+    return text.strip(), citations
+
+
 class ExtractiveAnswerer:
     """Quote the lines of the top passages that answer the question, verbatim, with [n]."""
 
@@ -263,36 +299,8 @@ class ExtractiveAnswerer:
         return Selection(chosen, candidates, max(c.similarity for c in chosen) if chosen else 0.0, matrix)
 
     def compose(self, chosen: list[Candidate], passages: list[Passage]) -> tuple[str, list[Citation]]:
-        """The answer text: lines in document order under a lead per document, each with [n]."""
-        if not chosen:
-            return REFUSAL_TEXT, []
-        chosen = sorted(chosen, key=lambda c: (c.passage_index, c.position))
-        numbers: dict[int, int] = {}
-        citations: list[Citation] = []
-        lines: list[str] = []
-        current_doc = None
-        for c in chosen:
-            p = passages[c.passage_index]
-            if c.passage_index not in numbers:
-                numbers[c.passage_index] = len(numbers) + 1
-                citations.append(Citation(numbers[c.passage_index], p, c.text))
-            n = numbers[c.passage_index]
-            citations[n - 1].quotes.append(c.text)
-            if p.doc_id != current_doc:
-                lines.append(f"{_lead(p)}:")
-                current_doc = p.doc_id
-            lines.append(f"- {c.text} [{n}]" if c.is_item else f"{c.text} [{n}]")
-        text = ""
-        after_list = False
-        for line in lines:
-            if line.startswith("- "):
-                text += "\n" + line
-                after_list = True
-            else:
-                # Prose after a list starts a new paragraph instead of running on its last item.
-                text += ("\n\n" if after_list else " " if text else "") + line
-                after_list = False
-        return text.strip(), citations
+        """The answer text and its citations (see `compose_answer`)."""
+        return compose_answer(chosen, passages)
 
     def answer(
         self, question: str, passages: list[Passage], question_vector: np.ndarray | None = None

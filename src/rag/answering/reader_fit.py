@@ -21,10 +21,11 @@ from typing import Iterator
 
 import numpy as np
 
+from .. import conditional_logit
 from ..config import Settings
 from ..evaluation import EvalCase, fact_in, fact_share, load_dataset
 from . import reader
-from .extractive import Candidate, choose_lines
+from .extractive import Candidate, choose_lines, compose_answer
 from .questions import is_instruction
 from .tuning import tuning_assistant
 
@@ -41,8 +42,10 @@ MAX_LINES = (1, 2, 3, 4)
 # Neighbours of the best line tried on top of the best rule: (lines after, lines before, length cap).
 NEIGHBOURS = tuple((after, before, chars) for after in (0, 1, 2) for before in (0, 1) for chars in (150, 200, 250, 300, 400)
                    if after or before)
-# Answer length weighs against recall: 0.05 recall per 100 characters.
+# Answer length (the composed answer's characters) weighs against recall: 0.05 recall per 100
+# characters; and no rule may make the median answer of a tuning file longer than this.
 LENGTH_COST = 0.0005
+MAX_MEDIAN_CHARS = 400
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Question:
     matrix: np.ndarray
     labels: np.ndarray
     budget: int = 700
+    passages: list = field(default_factory=list)  # the retrieved passages the candidates come from
     scores: np.ndarray = field(default=None)  # out-of-fold scores, set by `fit`
 
 
@@ -105,90 +109,16 @@ def analysed_cases(dataset: Path, corpus: Path, settings: Settings, work_dir: Pa
 def collect(dataset: Path, corpus: Path, settings: Settings, work_dir: Path) -> list[Question]:
     """Every answerable case's candidate lines, features and labels (see `analysed_cases`)."""
     return [Question(Path(dataset).name, a.case.id, a.question, a.case.facts, a.candidates, a.matrix, a.labels,
-                     a.budget) for a in analysed_cases(dataset, corpus, settings, work_dir)]
+                     a.budget, a.passages) for a in analysed_cases(dataset, corpus, settings, work_dir)]
 
 
 # -- the conditional logit ----------------------------------------------------------
-def _unpack(theta: np.ndarray, d: int, hidden: int):
-    coef = theta[:d]
-    if not hidden:
-        return coef, None
-    at = d
-    w1 = theta[at : at + d * hidden].reshape(d, hidden)
-    at += d * hidden
-    b1 = theta[at : at + hidden]
-    w2 = theta[at + hidden : at + 2 * hidden]
-    return coef, (w1, b1, w2)
-
-
-@dataclass
-class _Stack:
-    """All questions' standardised lines in one matrix, with where each question starts."""
-
-    z: np.ndarray
-    positive: np.ndarray
-    starts: np.ndarray
-    group: np.ndarray  # question number of each line
-
-    @classmethod
-    def of(cls, groups: list[tuple[np.ndarray, np.ndarray]]) -> "_Stack":
-        sizes = np.array([len(z) for z, _ in groups])
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        return cls(np.vstack([z for z, _ in groups]), np.concatenate([p for _, p in groups]).astype(bool), starts,
-                   np.repeat(np.arange(len(groups)), sizes))
-
-
-def _loss(theta, stack: _Stack, d, hidden, penalty):
-    """Negative log of the probability mass on each question's positive lines, plus L2."""
-    coef, layer = _unpack(theta, d, hidden)
-    z = stack.z
-    if layer:
-        w1, b1, w2 = layer
-        h = np.tanh(z @ w1 + b1)
-        s = z @ coef + h @ w2
-    else:
-        s = z @ coef
-    s = s - np.maximum.reduceat(s, stack.starts)[stack.group]
-    e = np.exp(s)
-    total = np.add.reduceat(e, stack.starts)
-    pos = np.add.reduceat(np.where(stack.positive, e, 0.0), stack.starts)
-    p = e / total[stack.group]
-    p_pos = np.maximum(pos / total, 1e-12)
-    loss = -float(np.log(p_pos).sum())
-    # d(-log sum_pos p)/ds = p - p * 1[pos] / p_pos
-    ds = p - np.where(stack.positive, p / p_pos[stack.group], 0.0)
-    grad = np.zeros_like(theta)
-    grad[:d] = z.T @ ds
-    if layer:
-        dh = np.outer(ds, w2) * (1 - h**2)
-        at = d
-        grad[at : at + d * hidden] = (z.T @ dh).ravel()
-        at += d * hidden
-        grad[at : at + hidden] = dh.sum(axis=0)
-        grad[at + hidden : at + 2 * hidden] = h.T @ ds
-    n = max(len(stack.starts), 1)
-    return loss / n + penalty * float(theta @ theta) / n, grad / n + 2 * penalty * theta / n
-
-
 def _fit_weights(questions: list[Question], mean, scale, hidden: int, penalty: float, seed: int = 0) -> dict:
-    from scipy.optimize import minimize
-
-    stack = _Stack.of([((q.matrix - mean) / scale, q.labels) for q in questions if q.labels.any()])
-    d = stack.z.shape[1]
-    size = d + (d * hidden + 2 * hidden if hidden else 0)
-    theta0 = np.random.default_rng(seed).normal(0, 0.05, size) if hidden else np.zeros(size)
-    result = minimize(_loss, theta0, args=(stack, d, hidden, penalty), jac=True, method="L-BFGS-B",
-                      options={"maxiter": 400})
-    coef, layer = _unpack(result.x, d, hidden)
-    model = {"mean": mean, "scale": scale, "coef": coef}
-    if layer:
-        model["hidden"] = {"w1": layer[0], "b1": layer[1], "w2": layer[2]}
-    return model
+    return conditional_logit.fit([(q.matrix, q.labels) for q in questions], mean, scale, hidden, penalty, seed)
 
 
 def _standardisation(questions: list[Question]):
-    stacked = np.vstack([q.matrix for q in questions])
-    return stacked.mean(axis=0), np.where(stacked.std(axis=0) > 1e-6, stacked.std(axis=0), 1.0)
+    return conditional_logit.standardisation([q.matrix for q in questions])
 
 
 def recall_at_1(questions: list[Question]) -> float:
@@ -208,29 +138,34 @@ def _out_of_fold(questions: list[Question], hidden: int, penalty: float) -> None
 
 
 # -- the selection rule ---------------------------------------------------------------
-def _answer_quality(questions: list[Question], rule: dict) -> tuple[float, float]:
-    """Mean fact share of the chosen lines and mean answer length, per dataset averaged."""
+def _answer_quality(questions: list[Question], rule: dict) -> tuple[float, float, float]:
+    """Mean fact share and mean length of the composed answers, per dataset averaged, and the
+    longest per-dataset median length."""
     per: dict[str, list[tuple[float, int]]] = {}
     for q in questions:
         candidates = [replace(c, score=float(s)) for c, s in zip(q.candidates, q.scores)]
-        text = " ".join(c.text for c in choose_lines(q.question, candidates, rule, q.budget))
+        text, _ = compose_answer(choose_lines(q.question, candidates, rule, q.budget), q.passages)
         per.setdefault(q.dataset, []).append((fact_share(q.facts, [text]) or 0.0, len(text)))
     recalls = [np.mean([r for r, _ in v]) for v in per.values()]
     lengths = [np.mean([n for _, n in v]) for v in per.values()]
-    return float(np.mean(recalls)), float(np.mean(lengths))
+    medians = [np.median([n for _, n in v]) for v in per.values()]
+    return float(np.mean(recalls)), float(np.mean(lengths)), float(max(medians))
 
 
 def choose_rule(questions: list[Question]) -> tuple[dict, float, float]:
-    """The selection rule with the best recall minus LENGTH_COST per character, on out-of-fold
-    scores: margins and line count first, then whether the best line's neighbours come along."""
+    """The selection rule with the best recall minus LENGTH_COST per character among those that
+    keep every dataset's median answer within MAX_MEDIAN_CHARS (the shortest-median rule when
+    none does), on out-of-fold scores: margins and line count first, then whether the best
+    line's neighbours come along."""
     best = None
 
     def consider(rule: dict) -> None:
         nonlocal best
-        recall, chars = _answer_quality(questions, rule)
-        value = recall - LENGTH_COST * chars
-        if best is None or value > best[0]:
-            best = (value, rule, recall, chars)
+        recall, chars, longest_median = _answer_quality(questions, rule)
+        within = longest_median <= MAX_MEDIAN_CHARS
+        key = (within, recall - LENGTH_COST * chars if within else -longest_median)
+        if best is None or key > best[0]:
+            best = (key, rule, recall, chars)
 
     for max_lines in MAX_LINES:
         for margin in MARGINS:
