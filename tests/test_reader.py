@@ -195,6 +195,16 @@ def test_the_best_lines_neighbour_comes_along_only_when_the_rule_says_so_and_it_
     assert chosen == [1, 2]
     roomy = {**two_after, "neighbour_chars": 400}
     assert sorted(c.position for c in choose_lines("Kan ik penselen gebruiken?", lines, roomy, 600)) == [0, 1, 2]
+    # A line that introduces a list is no neighbour: quoted without its items it dangles.
+    from rag.answering.extractive import Candidate
+
+    factsheet = _candidates([
+        ("Vrijwel alle gemeenten (91%) ervaren knelpunten.", 5.0),
+        ("veelgenoemd ...", 0.0),
+    ]) + [Candidate(text, 0, i, True, set(), set(), score=0.0)
+          for i, text in enumerate(["geen duidelijke kaders", "wachtlijsten"], start=2)]
+    chosen = choose_lines("Hoeveel gemeenten ervaren knelpunten?", factsheet, roomy, 600)
+    assert [c.position for c in chosen] == [0]
     # A table row's neighbours are other rows: records of their own, not a continuation.
     rows = _candidates([
         ("Regio: Gooi — Leerlingen: 1385, Thuiszitters: 9.", 5.0),

@@ -127,7 +127,7 @@ def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[
     after and before it), while the answer stays within the fitted length: prose often goes
     on in the next sentence ("Sommige daarvan ..."). List items and table rows are records
     of their own, not a continuation: the list rule above quotes lists, and a row next to
-    the asked row answers another question."""
+    the asked row answers another question. A line that introduces a list ends them."""
     after, before = rule.get("after", 0), rule.get("before", 0)
     if (not after and not before) or not _is_prose(best):
         return chosen
@@ -138,6 +138,8 @@ def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[
     for c in same[at + 1 : at + 1 + after] + same[max(0, at - before) : at][::-1]:
         if c in out or not _is_prose(c) or used + len(c.text) > rule["neighbour_chars"]:
             continue
+        if _list_run(candidates, c):
+            break  # it introduces a list ("veelgenoemd ..."): without the items it dangles
         out.append(c)
         used += len(c.text)
     return out
