@@ -86,3 +86,14 @@ def test_rrf_ranks_when_the_ranker_does_not_win_held_out():
     model, info = fit(cases, rrf_k=60, k=1)
     assert info["method"] == "rrf" and model.ranker is None
     assert model.fuse([("p", 0.9), ("q", 0.5)], [], [], 60, 0.0)["p"] > model.fuse([("p", 0.9), ("q", 0.5)], [], [], 60, 0.0)["q"]
+
+
+def test_the_ranker_ranks_without_lines_or_bm25_matches():
+    """An index built before lines were stored has no best-line ranking; a question with no
+    BM25 match has no lexical ranking: the ranker still orders the dense candidates."""
+    model = fusion_model(Settings())
+    dense = [("a", 0.90), ("b", 0.70), ("c", 0.60)]
+    scores = model.fuse(dense, [], [], 60, 0.0)
+    assert sorted(scores, key=scores.get, reverse=True) == ["a", "b", "c"]
+    assert abs(sum(scores.values()) - 1.0) < 1e-9
+    assert model.fuse([], [], [], 60, 0.0) == {}
