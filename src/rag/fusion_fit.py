@@ -128,8 +128,8 @@ def fit_ranker(cases: list[Rankings], penalty: float) -> dict:
     for c in cases:
         ids, matrix = passage_features(c.dense, c.lexical, c.by_line, c.strength)
         groups.append((matrix, np.array([bool(c.holds.get(cid)) for cid in ids])))
-    mean, scale = conditional_logit.standardisation([m for m, _ in groups if len(m)])
-    return conditional_logit.fit([g for g in groups if len(g[0])], mean, scale, hidden=0, penalty=penalty)
+    mean, scale = conditional_logit.standardisation([m for m, _ in groups])
+    return conditional_logit.fit(groups, mean, scale, hidden=0, penalty=penalty)  # skips groups without a positive
 
 
 def _out_of_fold(cases: list[Rankings], penalty: float, rrf_k: int, k: int, weights: FusionWeights):

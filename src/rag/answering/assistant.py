@@ -26,7 +26,7 @@ from .answer import (
     Answer,
     Citation,
 )
-from .extractive import Candidate, ExtractiveAnswerer, Selection, asked_words
+from .extractive import Candidate, ExtractiveAnswerer, Selection, asked_words, compose_answer
 from .followups import condense_question, is_follow_up
 from .llm import LLMAnswerer, _best_line, _leaks_prompt
 from .questions import is_instruction, is_overview, kinds_named, validate_question
@@ -196,7 +196,7 @@ class Assistant:
             except LLMError as exc:
                 log.warning("LLM failed, falling back to extractive: %s", exc)
                 notes.append(NOTE_LLM_DOWN)
-        text, citations = self.extractive.compose(chosen, passages)
+        text, citations = compose_answer(chosen, passages)
         return Answer(a.question, text, False, citations, passages, self.extractive.name, notes, condensed, score,
                       missing_kinds=a.missing_kinds)
 

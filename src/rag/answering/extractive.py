@@ -300,10 +300,6 @@ class ExtractiveAnswerer:
         chosen = choose_lines(question, candidates, model["selection"], self.settings.answer_max_chars)
         return Selection(chosen, candidates, max(c.similarity for c in chosen) if chosen else 0.0, matrix)
 
-    def compose(self, chosen: list[Candidate], passages: list[Passage]) -> tuple[str, list[Citation]]:
-        """The answer text and its citations (see `compose_answer`)."""
-        return compose_answer(chosen, passages)
-
     def answer(
         self, question: str, passages: list[Passage], question_vector: np.ndarray | None = None
     ) -> tuple[str, list[Citation]]:
@@ -312,5 +308,5 @@ class ExtractiveAnswerer:
             return REFUSAL_TEXT, []
         if question_vector is None:
             question_vector = self.embeddings.encode([question], self.embeddings.query_prefix)[0]
-        return self.compose(self.select(question, passages, question_vector).chosen, passages)
+        return compose_answer(self.select(question, passages, question_vector).chosen, passages)
 
