@@ -104,6 +104,56 @@ def test_a_pronoun_with_a_one_word_predicate_keeps_the_previous_topic():
     )
 
 
+def _turns(*pairs: tuple[str, str]) -> list[dict]:
+    return [{"role": role, "content": text} for question, answer in pairs
+            for role, text in (("user", question), ("assistant", answer))]
+
+
+@pytest.mark.parametrize(
+    "question, answer, follow_up, expected",
+    [
+        ("Welk bureau heeft het onderzoek uitgevoerd?", "Oberon, een onafhankelijk onderzoeks- en adviesbureau.",
+         "Hoe kan ik ze telefonisch bereiken?", "Hoe kan ik Oberon telefonisch bereiken?"),
+        ("Who carried out the research?", "Oberon, an independent research and consultancy firm.",
+         "How many employees do they have?", "How many employees do Oberon have?"),  # not "carried out"
+        # The assistant's own answer, with its lead and citation markers.
+        ("Welk bureau deed het onderzoek?",
+         "Volgens ‘Aansluiting onderwijs en jeugdhulp 2021 (projectpagina)’: Oberon is een onafhankelijk bureau. [1]",
+         "Hoeveel mensen werken er bij hen in Utrecht?", "Hoeveel mensen werken er bij Oberon in Utrecht?"),
+        ("Wie schreven in 2019 een artikel over de aansluiting?", "Marjolein Bomhof en Miriam Walraven.",
+         "Bij welk blad werken ze?", "Bij welk blad werken Marjolein Bomhof en Miriam Walraven?"),
+    ],
+)
+def test_a_pronoun_after_a_who_question_takes_the_name_the_answer_gave(question, answer, follow_up, expected):
+    assert condense_question(follow_up, _turns((question, answer))) == expected
+
+
+def test_without_a_name_in_the_answer_the_pronoun_takes_the_previous_group():
+    history = _turns(("Welke gemeenten werken integraal samen?", "Dat staat niet in de beschikbare bronnen."))
+    assert condense_question("Hoe tevreden zijn ze over de aansluiting?", history) == (
+        "Hoe tevreden zijn gemeenten over de aansluiting?"
+    )
+
+
+def test_a_possessive_points_back_but_the_verb_zijn_does_not():
+    history = _turns(("Bij wie kan ik terecht voor meer informatie?", "Bij Michiel van der Grinten."))
+    assert "Michiel van der Grinten mailadres" in condense_question("Wat is zijn mailadres?", history)
+    assert "Michiel van der Grinten email address" in condense_question(
+        "What is his email address?", _turns(("Who is the contact person?", "Michiel van der Grinten of Oberon.")))
+    knelpunten = _turns(("Welke knelpunten ervaren gemeenten?", "Onder meer wachtlijsten."))
+    assert condense_question("Hoe tevreden zijn ze over de aansluiting?", knelpunten) == (
+        "Hoe tevreden zijn gemeenten over de aansluiting?"
+    )
+    assert condense_question("Wat zijn de vijf werkzame factoren?", knelpunten) == "Wat zijn de vijf werkzame factoren?"
+
+
+def test_sindsdien_takes_the_year_of_the_previous_question_or_its_answer():
+    history = _turns(("Wanneer deed Oberon het vorige onderzoek?", "In 2018."))
+    assert condense_question("Wat is er sindsdien veranderd in de aandacht voor de aansluiting?", history) == (
+        "Wat is er sinds 2018 veranderd in de aandacht voor de aansluiting?"
+    )
+
+
 def test_a_chain_resolves_the_pronoun_to_the_latest_group():
     history = _history("Hoeveel samenwerkingsverbanden ervaren knelpunten?", "En gemeenten?")
     assert condense_question("Hoe tevreden zijn ze over de aansluiting?", history) == (

@@ -131,6 +131,31 @@ def test_answer_types_read_from_the_question():
     assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
 
 
+@pytest.mark.parametrize(
+    "question, kind",
+    [
+        ("Hoe kan ik ze telefonisch bereiken?", "phone"),
+        ("Wat is het telefoonnummer van de helpdesk?", "phone"),
+        ("Wat is zijn mailadres?", "email"),
+        ("What is his e-mail address?", "email"),
+        ("En het postadres?", "address"),
+        ("Waar is Oberon gevestigd?", "address"),
+        ("Where is Oberon located?", "address"),
+        ("How do municipalities address waiting lists?", None),  # "address" as a verb
+        ("Wat is de link tussen onderwijs en jeugdhulp?", None),
+        ("Hoeveel scholen doen mee?", None),
+    ],
+)
+def test_a_contact_detail_is_an_answer_type(question, kind):
+    assert reader.asked_for(question).contact == kind
+
+
+def test_the_line_with_the_asked_contact_detail_is_the_answer(assistant):
+    answer = assistant.ask("Hoe kan ik Oberon telefonisch bereiken?")
+    assert not answer.refused, answer.text
+    assert "230 60 90" in " ".join(quoted(answer)), answer.text
+
+
 def test_bare_lines_in_a_row_become_items_but_sentences_and_wrapped_prose_do_not():
     assert is_bare_list(["minder thuiszitters", "tevreden ouders", "minder verwijzingen"])
     assert not is_bare_list(["Aan de slag", "Inhoudsopgave"])  # two lines are no list

@@ -68,6 +68,17 @@ def test_a_name_the_passages_lack_counts_against_answering(assistant):
         ("Who funded the study?", "Het onderzoek is gefinancierd door NRO.", False),
         ("Wie is de contactpersoon?", "Neem contact op via de website.", True),
         ("Welke knelpunten zijn er?", "Wachtlijsten bij jeugdhulp.", False),
+        # Digits in a name and a year are no quantity.
+        ("Hoe hoog was die subsidie?", "In opdracht van de G4, met subsidie van het ministerie van OCW.", True),
+        ("Hoeveel pagina's telde het artikel?", "In 2019 schreven twee auteurs een artikel.", True),
+        ("Hoeveel pagina's telde het artikel?", "Het artikel telde 4 pagina's (2019).", False),
+        # A contact detail of the kind asked for.
+        ("Hoe kan ik Oberon telefonisch bereiken?", "Oberon is een onafhankelijk adviesbureau.", True),
+        ("Hoe kan ik Oberon telefonisch bereiken?", "T (030) 230 60 90", False),
+        ("What is his email address?", "Meer informatie: Michiel van der Grinten [mvdgrinten@oberon.eu]", False),
+        ("Wat is het postadres?", "Postbus 1423, 3500 BK Utrecht", False),
+        ("Wat is het postadres?", "St. Jacobsstraat 12", False),
+        ("Wat is het postadres?", "Bel ons op 030 230 60 90.", True),
     ],
 )
 def test_asked_answer_type_must_be_in_the_chosen_lines(question, text, missing):

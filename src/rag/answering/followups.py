@@ -4,9 +4,11 @@ A follow-up takes the previous turn's *subject*, not the whole previous question
 
 - a question with a subject of its own (no word pointing back, not a fragment) stands alone,
   and so does one in another language than the previous turn unless it points back;
-- a personal pronoun ("ze", "zij", "hun", "they") is replaced by the group the previous
-  question named, and the new question keeps its own predicate;
-- "toen"/"then" becomes the previous question's year;
+- a personal or possessive pronoun ("ze", "hun", "zijn mailadres", "they", "his") is replaced
+  by the group the previous question named, or by the name the previous answer gave when that
+  question asked who or which one ("Welk bureau ...?" "Oberon, ..."); the new question keeps
+  its own predicate;
+- "toen"/"then"/"sindsdien" becomes the previous turn's year;
 - other words that point back ("daarvan", "die", "is dat", "it") and fragments ("En bij
   gemeenten?", "And for municipalities?") are read against the previous question.
 
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..lexical import DUTCH_STOPWORDS, content_words, fold_accents
-from .questions import QUESTION_FRAME, is_instruction
+from .questions import ASKS_PERSON, QUESTION_FRAME, is_instruction
 
 LANGUAGES = ("nl", "en")
 # simplemma's share of known words per language; a question is only said to be in one
@@ -43,10 +45,16 @@ QUESTION_WORDS = frozenset(
     "wie wat waar wanneer waarom hoe hoeveel welke welk waarmee waarover waardoor waarvoor waaruit"
     " who what where when why how which whom whose".split()
 )
-PERSONAL = frozenset("ze zij hun hen they them their".split())
+PERSONAL = frozenset("ze zij hun hen they them their his her".split())
+# "zijn"/"haar" are also a verb and a noun; they point back only as a possessive (see `pointers`).
+POSSESSIVE = frozenset("zijn haar".split())
+# Words after which "zijn"/"haar" can only be a possessive: a copula, a preposition, a subject pronoun.
+POSSESSIVE_AFTER = frozenset(
+    "is was wordt werd blijft bleef heeft had van met bij voor naar over door aan op in uit om tot volgens ik je jij u we wij".split()
+)
 DEMONSTRATIVE = frozenset("die deze those these".split())
 NEUTER = frozenset("dat het dit it that this".split())
-THEN = frozenset("toen then".split())
+THEN = frozenset("toen then sindsdien".split())
 _POINTING_ADVERB = re.compile(r"^(daar|daar(van|bij|in|mee|voor|over|door|naast|aan|op|uit|na|om)|hier(van|bij|in|mee|over|voor))$")
 # What may follow "het"/"dat" used as a pronoun ("Scheelt het ook ...", "Geldt dat dan ...").
 PRONOUN_FOLLOWERS = frozenset(
@@ -54,8 +62,12 @@ PRONOUN_FOLLOWERS = frozenset(
     " also too then really still".split()
 )
 DETERMINERS = frozenset("de het een der den the a an".split())
+_ENGLISH_FUNCTION = frozenset("the a an of in on at by for with from to and or but is are was were it this that".split())
 ENGLISH_AUXILIARIES = frozenset("is are was were do does did can could has have had will would should may".split())
 _WHICH = frozenset("welke welk which what".split())
+# Dutch name particles ("Michiel van der Grinten").
+NAME_PARTICLES = frozenset("van der de den ter ten von".split())
+_CITATION = re.compile(r"\[\d+\]|Volgens [^:]{0,160}:\s*")
 
 
 @lru_cache(maxsize=1)
@@ -141,7 +153,7 @@ class _Turn:
         for i, word in enumerate(low):
             before = low[i - 1] if i else ""
             after = low[i + 1] if i + 1 < len(low) else ""
-            if word in PERSONAL:
+            if word in PERSONAL or (word in POSSESSIVE and self._possessive(i, before, after)):
                 found.append((i, "personal"))
             elif word in THEN:
                 found.append((i, "then"))
@@ -153,6 +165,24 @@ class _Turn:
             elif word in NEUTER and self._neuter_points_back(i, before, after):
                 found.append((i, "other"))
         return found
+
+    def _possessive(self, i: int, before: str, after: str) -> bool:
+        """"zijn"/"haar" before a noun, after a copula, a preposition or a subject pronoun
+        ("Wat is zijn mailadres?", "met haar team", "Hoe bereik ik zijn secretariaat?"), not the
+        verb of "Wat zijn de kosten?" or "Hoe tevreden zijn ze?"."""
+        if not after:
+            return self.tokens[i].lower() == "haar" and bool(i)
+        if after in DUTCH_STOPWORDS or after in DETERMINERS or _is_verb(self.tokens[i + 1], self.lang):
+            return False
+        return before in POSSESSIVE_AFTER
+
+    def asks_which_one(self) -> bool:
+        """Asks who, or which single one ("Welk bureau ...?", "Which firm ...?"): the answer names it."""
+        if ASKS_PERSON.search(self.text) or re.search(r"\b(wie|who)\b", self.text, re.I):
+            return True
+        low = [t.lower() for t in self.tokens]
+        return any(t in _WHICH and i + 1 < len(low) and low[i + 1] not in DETERMINERS
+                   and not _is_plural(self.tokens[i + 1], self.lang) for i, t in enumerate(low))
 
     def _neuter_points_back(self, i: int, before: str, after: str) -> bool:
         """"het"/"dat"/"it" as a pronoun ("Wie heeft het betaald?", "Geldt dat ook ...?", "is dat"),
@@ -204,6 +234,28 @@ class _Turn:
         return [t for t in self.tokens if re.fullmatch(r"(19|20)\d\d(/\d\d)?", t)]
 
 
+def named_in_answer(answer: str) -> list[str]:
+    """The first name(s) an answer gives ("Oberon, een ..." -> ["Oberon"]; "Bij Michiel van der
+    Grinten." -> ["Michiel", "van", "der", "Grinten"]; "Marjolein Bomhof en Miriam Walraven"
+    both): capitalised words that are not function words, joined by name particles or "en"/"and";
+    citation markers and a "Volgens ...:" lead are skipped."""
+    tokens = _CITATION.sub(" ", answer).split()
+    name: list[str] = []
+    joiners: list[str] = []
+    for token in tokens:
+        word = token.strip("(),.;:!?\"'‘’“”")
+        if word[:1].isupper() and fold_accents(word) not in DUTCH_STOPWORDS | _ENGLISH_FUNCTION:
+            name += joiners + [word]
+            joiners = []
+        elif name and (word.lower() in NAME_PARTICLES or word.lower() in ("en", "and")) and len(joiners) < 2:
+            joiners.append(word)
+        elif name:
+            break
+        if name and token.endswith((",", ".", ";", ":", "!", "?")):
+            break
+    return name
+
+
 def needs_context(question: str, previous: str) -> bool:
     """True when `question` cannot stand alone after `previous`: it points back or is a fragment.
     A question with a subject of its own, or in another language than `previous` without a
@@ -218,18 +270,34 @@ def needs_context(question: str, previous: str) -> bool:
     return turn.is_fragment()
 
 
-def _resolve(question: str, previous_turn: _Turn, previous_standalone: str) -> str:
+def _referent(previous_turn: _Turn, previous_answer: str) -> list[str]:
+    """What "ze"/"they"/"zijn" stands for: the name the previous answer gave when the previous
+    question asked who or which one, else the group that question named."""
+    if previous_turn.asks_which_one():
+        name = named_in_answer(previous_answer)
+        if name:
+            return name
+    return previous_turn.group()
+
+
+def _resolve(question: str, previous_turn: _Turn, previous_standalone: str, previous_answer: str = "") -> str:
     """The follow-up made to stand alone: pronouns for a group and "toen" replaced in place (the
     question keeps its own predicate); anything else read against the previous question."""
     turn = _Turn.read(question)
     pointers = turn.pointers()
     if pointers and all(kind in ("personal", "then") for _, kind in pointers):
         tokens = list(turn.tokens)
+        years = previous_turn.years() or _Turn.read(previous_answer).years()
         for i, kind in pointers:
-            source = previous_turn.group() if kind == "personal" else previous_turn.years()
+            source = _referent(previous_turn, previous_answer) if kind == "personal" else years
             if not source:
                 break
-            tokens[i] = " ".join(source) if kind == "personal" else "in " + " ".join(source)
+            if kind == "personal":
+                tokens[i] = " ".join(source)
+            elif tokens[i].lower() == "sindsdien":
+                tokens[i] = "sinds " + " ".join(source)
+            else:
+                tokens[i] = ("" if i and tokens[i - 1].lower() == "since" else "in ") + " ".join(source)
         else:
             resolved = _respell(turn.rest, turn.tokens, tokens)
             if len(turn.own_words()) >= 2:
@@ -253,25 +321,30 @@ def _respell(text: str, old: list[str], new: list[str]) -> str:
     return result[:1].upper() + result[1:]
 
 
-def _previous(history: list[dict]) -> tuple[_Turn | None, str]:
-    """The last user turn and its standalone form."""
+def _previous(history: list[dict]) -> tuple[_Turn | None, str, str]:
+    """The last user turn, its standalone form and the answer it got."""
     previous_turn: _Turn | None = None
     previous = ""
+    answer = ""
     # Earlier questions are made to stand alone in turn, so a chain of follow-ups keeps its
     # subject; instructions to the assistant (refused) are no context for what follows.
     for message in history or []:
+        if message.get("role") == "assistant" and previous_turn is not None:
+            answer = message.get("content", "") or ""
         earlier = message.get("content", "") if message.get("role") == "user" else ""
         if earlier and not is_instruction(earlier):
-            standalone = _resolve(earlier, previous_turn, previous) if previous and needs_context(earlier, previous_turn.text) else earlier
+            standalone = (_resolve(earlier, previous_turn, previous, answer)
+                          if previous and needs_context(earlier, previous_turn.text) else earlier)
+            answer = ""
             previous_turn, previous = _Turn.read(earlier), _Turn.read(standalone).plain() if standalone == earlier else standalone
             if standalone != earlier and not previous_turn.candidates():
                 previous_turn = _Turn.read(standalone)
-    return previous_turn, previous
+    return previous_turn, previous, answer
 
 
 def is_follow_up(question: str, history: list[dict]) -> bool:
     """True when the question needs the conversation to be understood (see `needs_context`)."""
-    previous_turn, previous = _previous(history)
+    previous_turn, previous, _ = _previous(history)
     return bool(previous) and needs_context(question, previous_turn.text)
 
 
@@ -285,9 +358,9 @@ def condense_question(question: str, history: list[dict]) -> str:
     follow-up's own words above the carried-over ones). A question that names its own subject,
     or switches language without pointing back, is returned as is (less a chat opener such as "Oké, en").
     """
-    previous_turn, previous = _previous(history)
+    previous_turn, previous, answer = _previous(history)
     if not previous:
         return question
     if not needs_context(question, previous_turn.text):
         return _Turn.read(question).plain()  # "Oké, en waar liggen de oplossingen?" -> "Waar liggen de oplossingen?"
-    return _resolve(question, previous_turn, previous)
+    return _resolve(question, previous_turn, previous, answer)

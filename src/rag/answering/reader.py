@@ -42,6 +42,7 @@ FEATURES = (
     "number_missing",     # a quantity is asked and the line has none
     "date_match",         # a date is asked and the line has a year or date
     "person_match",       # a person is asked and the line names someone
+    "contact_match",      # a phone number, e-mail or (postal) address is asked and the line has that kind
     "reason_match",       # a reason is asked and the line gives one ("omdat", "because")
     "yes_no_overlap",     # a yes/no question: the line's overlap (it must be about the same thing)
     "is_question",        # the line is itself a question
@@ -75,6 +76,23 @@ MEASURE = re.compile(
 )
 COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|how much does|cost|price)\b", re.I)
 MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\b\d+(?:[.,]\d+)*\s*(?:miljoen|miljard|duizend)\b|\$\s?\d", re.I)
+# Contact details a question can ask for, and how a line gives each (Dutch and international forms).
+CONTACT_ASKED = {
+    "phone": re.compile(r"\b(telefo\w*|bellen|bel\b|belt\b|phone\w*|telephone)", re.I),
+    "email": re.compile(r"\b(e-?mail\w*|mailadres\w*|mailen|mail\b)", re.I),
+    # English "address" is also a verb ("How do they address ...?"): only as a noun after a determiner.
+    "address": re.compile(r"\b(\w*adres(sen)?\b|postbus|gevestigd|(the|their|its|his|her|postal|visiting|office|street"
+                          r"|mailing) address|located)", re.I),
+    "web": re.compile(r"\b(website|webpagina|url|internetadres|webadres)\b", re.I),
+}
+CONTACT_GIVEN = {
+    "phone": re.compile(r"(?<!\d)(\+\d{2}[\s-]?|\(?0\d{1,3}\)?[\s-]?)\d{2,4}[\s-]?\d{2,4}(?:[\s-]?\d{2,4})?(?!\d)"),
+    "email": re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"),
+    # A Dutch postcode ("3511 BS"), a PO box, or a street with a house number; case matters here.
+    "address": re.compile(r"\b\d{4}\s?[A-Z]{2}\b|\b([Pp]ostbus|P\.?O\.? Box)\s+\d+|\b[A-Z][\w.]*"
+                          r"(straat|weg|laan|plein|gracht|kade|singel|dreef|park|hof|[Ss]treet|[Rr]oad|[Aa]venue)\s+\d+"),
+    "web": re.compile(r"https?://|\bwww\.|\b[\w-]+\.(nl|eu|org|com|be)(/\S*)?\b", re.I),
+}
 REASON_ASKED = re.compile(r"\b(waarom|hoe komt het|om welke reden|reden|oorzaak|why|what causes|reason)\b", re.I)
 REASON_GIVEN = re.compile(
     r"\b(omdat|doordat|want|daardoor|daarom|zodat|vanwege|dankzij|waardoor|reden|oorzaak|because|since|due to"
@@ -91,6 +109,7 @@ _DATE = re.compile(
     r"|november|december|january|february|march|may|june|july|august|october)\b",
     re.I,
 )
+_YEAR = re.compile(r"(?<![\d.,])(19|20)\d\d(/\d\d)?(?![\d.,%]\d?)")
 _SYMBOLS = set("{}[]\\#=<>|_$~^/*")
 _CHATTER = re.compile(r"^\s*(en|maar|ook|oké|ok|and|but|so)\b[,]?\s*", re.I)
 
@@ -106,6 +125,7 @@ class AskedFor:
     reason: bool
     yes_no: bool
     listing: bool
+    contact: str | None = None  # "phone", "email", "address" or "web"
 
 
 def asked_for(question: str) -> AskedFor:
@@ -119,12 +139,14 @@ def asked_for(question: str) -> AskedFor:
         reason=bool(REASON_ASKED.search(q)),
         yes_no=not QUESTION_WORD.match(q),
         listing=bool(LIST_QUESTION.search(q)),
+        contact=next((kind for kind, pattern in CONTACT_ASKED.items() if pattern.search(q)), None),
     )
 
 
 def has_number(text: str) -> bool:
-    """Digits, or a quantity written in words ("twaalf scholen", "beide")."""
-    return bool(re.search(r"\d", text)) or any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
+    """Digits, or a quantity written in words ("twaalf scholen", "beide"); digits inside a name
+    ("G4", "WPA2") and a year ("In 2019 schreven ...") are no quantity."""
+    return bool(re.search(r"(?<![^\W\d_])\d", _YEAR.sub(" ", text))) or any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
 
 
 def has_amount(text: str, asked: AskedFor) -> bool:
@@ -135,6 +157,11 @@ def has_amount(text: str, asked: AskedFor) -> bool:
 def has_date(text: str) -> bool:
     """A year or a day and month."""
     return bool(_DATE.search(text))
+
+
+def gives_contact(text: str, kind: str | None) -> bool:
+    """The line gives the kind of contact detail asked for (a phone number, an e-mail address ...)."""
+    return bool(kind) and bool(CONTACT_GIVEN[kind].search(text))
 
 
 def names_someone(text: str) -> bool:
@@ -217,6 +244,7 @@ def line_features(question: str, candidates, sims: np.ndarray, weights: dict[str
             float(asked.quantity and not number),
             float(asked.date and has_date(text)),
             float(asked.person and names_someone(text)),
+            float(gives_contact(text, asked.contact)),
             float(asked.reason and bool(REASON_GIVEN.search(text))),
             overlap[i] if asked.yes_no else 0.0,
             float(stripped.endswith("?")),

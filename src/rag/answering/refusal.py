@@ -43,7 +43,7 @@ FEATURES = (
     "topic_similarity",   # cosine of the question to the corpus centroid (off-topic questions are far)
     "topic_contrast",     # the same cosine with both seen from everyday questions (see `topic_similarity`)
     "missing_name",       # the question names something (a place, product, year) the top passages do not have
-    "type_mismatch",      # a quantity, date or person is asked and the chosen lines hold none
+    "type_mismatch",      # a quantity, date, person or contact detail is asked and the chosen lines hold none
     "reader_top",         # the learned reader's score of the best line (how much it looks like an answer)
     "reader_margin",      # how far the best line's score stands above the passages' other lines
     "unknown_dutch",      # `unknown` for a Dutch question (an English one shares few words with Dutch text anyway)
@@ -146,10 +146,11 @@ def topic_similarity(vector, centroid, background=None) -> float:
 
 def asked_type_missing(question: str, text: str) -> bool:
     """The question asks for a quantity (also a grade or a size; an amount of money for a cost), a
-    date or a person and the text holds none (numbers written in words count)."""
+    date, a person or a contact detail and the text holds none (numbers written in words count)."""
     asked = reader.asked_for(question)
     return (
-        (asked.quantity and not reader.has_amount(text, asked))
+        (asked.contact is not None and not reader.gives_contact(text, asked.contact))
+        or (asked.quantity and not reader.has_amount(text, asked))
         or (asked.date and not reader.has_date(text))
         or (asked.person and not reader.names_someone(text))
     )
