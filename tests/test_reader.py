@@ -47,6 +47,13 @@ Daarbij gelden vier principes:
  • de school als vindplaats van zorgvragen
  • korte lijnen met het wijkteam
  • ouders als volwaardige partner
+
+## Proeftuinen
+
+De proeftuinen in de wijken van Noordkust richten zich vooral op
+ • een jeugdhulpverlener in de klas
+ • een vast aanspreekpunt voor ouders
+ • snellere toegang tot het wijkteam
 """
 
 
@@ -97,6 +104,16 @@ def test_a_list_under_its_introducing_line_is_quoted_whole(assistant):
     assert not answer.refused, answer.text
     for item in ("één kind, één plan", "vindplaats", "korte lijnen", "volwaardige partner"):
         assert item in answer.text, answer.text
+
+
+def test_a_list_under_a_line_without_a_colon_is_quoted_with_it(assistant):
+    """PDF text often loses the colon of the line that introduces a list."""
+    answer = assistant.ask("Waar richten de proeftuinen in Noordkust zich op?")
+    assert not answer.refused, answer.text
+    lines = quoted(answer)
+    assert any(q.startswith("De proeftuinen in de wijken") for q in lines), lines
+    assert any("jeugdhulpverlener in de klas" in q for q in lines), lines
+    assert any("snellere toegang tot het wijkteam" in q for q in lines), lines
 
 
 def test_items_without_bullets_are_quoted_as_items(corpus_index):

@@ -70,7 +70,7 @@ def test_a_name_the_passages_lack_counts_against_answering(assistant):
         ("Welke knelpunten zijn er?", "Wachtlijsten bij jeugdhulp.", False),
         # Digits in a name and a year are no quantity.
         ("Hoe hoog was die subsidie?", "In opdracht van de G4, met subsidie van het ministerie van OCW.", True),
-        ("Hoeveel pagina's telde het artikel?", "In 2019 schreven twee auteurs een artikel.", True),
+        ("Hoeveel pagina's telde het artikel?", "In 2019 schreven Bomhof en Walraven een artikel.", True),
         ("Hoeveel pagina's telde het artikel?", "Het artikel telde 4 pagina's (2019).", False),
         # A contact detail of the kind asked for.
         ("Hoe kan ik Oberon telefonisch bereiken?", "Oberon is een onafhankelijk adviesbureau.", True),

@@ -117,7 +117,9 @@ def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget:
         run = max(runs, key=lambda r: _run_score(candidates, r), default=[])
         if run and _run_score(candidates, run) < best.score - rule["list_margin"]:
             run = []
-    if run and (asks_list or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
+    # A line right above a list introduces it even without a colon (PDF text often loses it).
+    introduces = bool(run) and not best.is_item and best in candidates and _introduces(candidates, best, run)
+    if run and (asks_list or introduces or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
         chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
     return _within_budget(_with_neighbours(candidates, best, chosen, rule), budget)
 
@@ -170,6 +172,13 @@ def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]
     while end < len(same) and same[end].is_item:
         end += 1
     return same[start:end] if end - start >= 2 else []
+
+def _introduces(candidates: list[Candidate], line: Candidate, run: list[Candidate]) -> bool:
+    """The list `run` starts on the line after `line` in the same passage."""
+    same = [c for c in candidates if c.passage_index == line.passage_index]
+    at = same.index(line)
+    return at + 1 < len(same) and same[at + 1] is run[0]
+
 
 def _within_budget(chosen: list[Candidate], budget: int) -> list[Candidate]:
     # A whole list may exceed the budget a little: a list cut in half misleads.
