@@ -235,6 +235,18 @@ def test_lexical_index_finds_inflections():
     assert not index.knows(tokenize("ziekenhuis")[0])
 
 
+def test_a_compound_matches_its_form_with_a_linking_morpheme():
+    """"leerlingvervoer" asks about "leerlingenvervoer": Dutch writers differ on -en-/-s- between parts."""
+    from rag.answering.extractive import matches
+    from rag.lexical import similar_tokens
+
+    line = set(content_words("- minder leerlingenvervoer"))
+    assert matches(tokenize("leerlingvervoer")[0], line)
+    assert similar_tokens("zorgaanbieder", "zorgsaanbieder")
+    assert not similar_tokens("overleg", "overlast")
+    assert not similar_tokens("leerlingvervoer", "leerlingenvolgsysteem")  # the second part differs
+
+
 def test_lexical_index_round_trip(tmp_path):
     index = LexicalIndex.build(["x", "y"], ["wachtlijsten jeugdhulp", "werkzame factoren"], generation=7)
     index.save(tmp_path / "lexical")

@@ -88,7 +88,23 @@ def similar_tokens(a: str, b: str) -> bool:
         return True
     a, b = _DOUBLE_VOWEL.sub(r"\1", a), _DOUBLE_VOWEL.sub(r"\1", b)
     short, long_ = (a, b) if len(a) <= len(b) else (b, a)
-    return len(short) >= 4 and long_.startswith(short) and len(short) >= 0.7 * len(long_)
+    if len(short) >= 4 and long_.startswith(short) and len(short) >= 0.7 * len(long_):
+        return True
+    return _linked_compound(short, long_)
+
+
+# Dutch links the parts of a compound with -s-, -e-, -n- or -en- ("leerling(en)vervoer",
+# "onderwijs(zorg)"), and writers differ on which: the same compound either way.
+_LINKS = ("s", "e", "n", "en")
+
+
+def _linked_compound(short: str, long_: str) -> bool:
+    """`long_` is `short` with a linking morpheme between two parts of at least 4 letters each."""
+    extra = len(long_) - len(short)
+    if extra not in (1, 2) or len(short) < 8 or short[:4] != long_[:4] or short[-4:] != long_[-4:]:
+        return False
+    return any(long_.startswith(short[:cut]) and long_.endswith(short[cut:]) and long_[cut:cut + extra] in _LINKS
+               for cut in range(4, len(short) - 3))
 
 
 def content_words(text: str) -> list[str]:
