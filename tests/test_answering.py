@@ -74,7 +74,8 @@ def _assert_well_cited(answer: Answer) -> None:
     assert len(text) <= MAX_ANSWER_CHARS, len(text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     assert len(lines) == len(set(lines)), f"duplicate lines in {text!r}"
-    sentences = [s for s in re.split(r"(?<=[.!?\]])\s+", text) if s.strip()]
+    # A citation marker belongs to the sentence before it: "A. [1] B. [1]" is two sentences, not four.
+    sentences = [s for s in re.split(r"(?<=[.!?\]])\s+(?!\[)", text) if s.strip()]
     assert len(sentences) == len(set(sentences)), f"duplicate sentences in {text!r}"
 
 
