@@ -128,6 +128,12 @@ def test_a_pronoun_after_a_who_question_takes_the_name_the_answer_gave(question,
     assert condense_question(follow_up, _turns((question, answer))) == expected
 
 
+def test_a_chain_of_pronouns_keeps_the_name():
+    history = _turns(("Welk bureau heeft het onderzoek uitgevoerd?", "Oberon, een onafhankelijk bureau."),
+                     ("Hoe kan ik ze telefonisch bereiken?", "(030) 230 60 90 [1]"))
+    assert "Oberon postadres" in condense_question("En wat is hun postadres?", history)
+
+
 def test_without_a_name_in_the_answer_the_pronoun_takes_the_previous_group():
     history = _turns(("Welke gemeenten werken integraal samen?", "Dat staat niet in de beschikbare bronnen."))
     assert condense_question("Hoe tevreden zijn ze over de aansluiting?", history) == (

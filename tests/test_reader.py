@@ -161,6 +161,8 @@ def test_answer_types_read_from_the_question():
         ("How do municipalities address waiting lists?", None),  # "address" as a verb
         ("Wat is de link tussen onderwijs en jeugdhulp?", None),
         ("Hoeveel scholen doen mee?", None),
+        # A condensed follow-up: its own words come last and say what is asked now.
+        ("Hoe kan ik Oberon telefonisch bereiken — Wat is Oberon postadres?", "address"),
     ],
 )
 def test_a_contact_detail_is_an_answer_type(question, kind):

@@ -337,7 +337,10 @@ def _previous(history: list[dict]) -> tuple[_Turn | None, str, str]:
                           if previous and needs_context(earlier, previous_turn.text) else earlier)
             answer = ""
             previous_turn, previous = _Turn.read(earlier), _Turn.read(standalone).plain() if standalone == earlier else standalone
-            if standalone != earlier and not previous_turn.candidates():
+            # A turn whose pronoun was resolved ("Hoe kan ik ze bellen?" -> "... Oberon ...") names its
+            # group only in its standalone form; so does one without words of its own.
+            if standalone != earlier and (not previous_turn.candidates()
+                                          or any(kind == "personal" for _, kind in previous_turn.pointers())):
                 previous_turn = _Turn.read(standalone)
     return previous_turn, previous, answer
 

@@ -139,8 +139,15 @@ def asked_for(question: str) -> AskedFor:
         reason=bool(REASON_ASKED.search(q)),
         yes_no=not QUESTION_WORD.match(q),
         listing=bool(LIST_QUESTION.search(q)),
-        contact=next((kind for kind, pattern in CONTACT_ASKED.items() if pattern.search(q)), None),
+        contact=_contact_asked(q),
     )
+
+
+def _contact_asked(question: str) -> str | None:
+    """The kind of contact detail asked for; of several, the last named: a condensed follow-up
+    ends with its own words ("Hoe kan ik Oberon telefonisch bereiken — Wat is Oberon postadres?")."""
+    found = [(m.start(), kind) for kind, pattern in CONTACT_ASKED.items() for m in pattern.finditer(question)]
+    return max(found)[1] if found else None
 
 
 def has_number(text: str) -> bool:
