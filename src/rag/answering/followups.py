@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..lexical import DUTCH_STOPWORDS, content_words, fold_accents
-from .questions import ASKS_PERSON, QUESTION_FRAME, is_instruction
+from .questions import QUESTION_FRAME, is_instruction
 
 LANGUAGES = ("nl", "en")
 # simplemma's share of known words per language; a question is only said to be in one
@@ -178,7 +178,7 @@ class _Turn:
 
     def asks_which_one(self) -> bool:
         """Asks who, or which single one ("Welk bureau ...?", "Which firm ...?"): the answer names it."""
-        if ASKS_PERSON.search(self.text) or re.search(r"\b(wie|who)\b", self.text, re.I):
+        if re.search(r"\b(wie|who|whom)\b", self.text, re.I):
             return True
         low = [t.lower() for t in self.tokens]
         return any(t in _WHICH and i + 1 < len(low) and low[i + 1] not in DETERMINERS
