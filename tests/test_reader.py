@@ -154,6 +154,7 @@ def test_answer_types_read_from_the_question():
         ("Hoe kan ik ze telefonisch bereiken?", "phone"),
         ("Wat is het telefoonnummer van de helpdesk?", "phone"),
         ("Wat is zijn mailadres?", "email"),
+        ("Wat is het e-mailadres van de contactpersoon?", "email"),  # not "address" from "...adres"
         ("What is his e-mail address?", "email"),
         ("En het postadres?", "address"),
         ("Waar is Oberon gevestigd?", "address"),

@@ -118,8 +118,8 @@ def choose_lines(question: str, candidates: list[Candidate], rule: dict, budget:
         if run and _run_score(candidates, run) < best.score - rule["list_margin"]:
             run = []
     # A line right above a list introduces it even without a colon (PDF text often loses it).
-    introduces = bool(run) and not best.is_item and best in candidates and _introduces(candidates, best, run)
-    if run and (asks_list or introduces or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
+    if run and (asks_list or _introduces(candidates, best, run)
+                or any(c.is_item or c.text.rstrip().endswith(":") for c in chosen)):
         chosen = [c for c in chosen if not c.is_item or c in run] + [c for c in run if c not in chosen]
     return _within_budget(_with_neighbours(candidates, best, chosen, rule), budget)
 
@@ -174,7 +174,9 @@ def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]
     return same[start:end] if end - start >= 2 else []
 
 def _introduces(candidates: list[Candidate], line: Candidate, run: list[Candidate]) -> bool:
-    """The list `run` starts on the line after `line` in the same passage."""
+    """`line` is prose and the list `run` starts on the line after it in the same passage."""
+    if line.is_item:
+        return False
     same = [c for c in candidates if c.passage_index == line.passage_index]
     at = same.index(line)
     return at + 1 < len(same) and same[at + 1] is run[0]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..lexical import DUTCH_STOPWORDS, content_words, fold_accents
-from .questions import QUESTION_FRAME, is_instruction
+from .questions import ENGLISH_FUNCTION_WORDS, QUESTION_FRAME, is_instruction
 
 LANGUAGES = ("nl", "en")
 # simplemma's share of known words per language; a question is only said to be in one
@@ -62,11 +62,12 @@ PRONOUN_FOLLOWERS = frozenset(
     " also too then really still".split()
 )
 DETERMINERS = frozenset("de het een der den the a an".split())
-_ENGLISH_FUNCTION = frozenset("the a an of in on at by for with from to and or but is are was were it this that".split())
 ENGLISH_AUXILIARIES = frozenset("is are was were do does did can could has have had will would should may".split())
 _WHICH = frozenset("welke welk which what".split())
 # Dutch name particles ("Michiel van der Grinten").
 NAME_PARTICLES = frozenset("van der de den ter ten von".split())
+# Capitalised words that start a sentence, not a name ("Het onderzoek ...", "It was ...").
+_NOT_A_NAME = DUTCH_STOPWORDS | ENGLISH_FUNCTION_WORDS | frozenset("but was were it".split())
 _CITATION = re.compile(r"\[\d+\]|Volgens [^:]{0,160}:\s*")
 
 
@@ -244,7 +245,7 @@ def named_in_answer(answer: str) -> list[str]:
     joiners: list[str] = []
     for token in tokens:
         word = token.strip("(),.;:!?\"'‘’“”")
-        if word[:1].isupper() and fold_accents(word) not in DUTCH_STOPWORDS | _ENGLISH_FUNCTION:
+        if word[:1].isupper() and fold_accents(word) not in _NOT_A_NAME:
             name += joiners + [word]
             joiners = []
         elif name and (word.lower() in NAME_PARTICLES or word.lower() in ("en", "and")) and len(joiners) < 2:

@@ -59,14 +59,14 @@ KIND_WORDS = {
 _DUTCH_FUNCTION = frozenset("""de het een en van in is zijn op te dat die voor met niet wat hoe welke welk waar
 wanneer waarom wie er ook als bij aan om of hun ze we ik je u mijn dit deze kan kun moet wordt worden heb heeft
 hebben naar over uit door""".split())
-_ENGLISH_FUNCTION = frozenset("""the a an and of in is are on to that for with not what how which where when why
+ENGLISH_FUNCTION_WORDS = frozenset("""the a an and of in is are on to that for with not what how which where when why
 who there also as at by or their they we i you my this these can must be been has have do does from about""".split())
 
 
 def is_dutch(question: str) -> bool:
     """More Dutch than English function words (a question with neither counts as Dutch)."""
     tokens = re.findall(r"[a-zà-ÿ]+", question.lower())
-    return sum(t in _DUTCH_FUNCTION for t in tokens) >= sum(t in _ENGLISH_FUNCTION for t in tokens)
+    return sum(t in _DUTCH_FUNCTION for t in tokens) >= sum(t in ENGLISH_FUNCTION_WORDS for t in tokens)
 
 
 def named_terms(question: str) -> list[str]:

@@ -81,7 +81,7 @@ CONTACT_ASKED = {
     "phone": re.compile(r"\b(telefo\w*|bellen|bel\b|belt\b|phone\w*|telephone)", re.I),
     "email": re.compile(r"\b(e-?mail\w*|mailadres\w*|mailen|mail\b)", re.I),
     # English "address" is also a verb ("How do they address ...?"): only as a noun after a determiner.
-    "address": re.compile(r"\b(\w*adres(sen)?\b|postbus|gevestigd|(the|their|its|his|her|postal|visiting|office|street"
+    "address": re.compile(r"\b((?!e-?mail|mail|web|internet)\w*adres(sen)?\b|postbus|gevestigd|(the|their|its|his|her|postal|visiting|office|street"
                           r"|mailing) address|located)", re.I),
     "web": re.compile(r"\b(website|webpagina|url|internetadres|webadres)\b", re.I),
 }
@@ -153,7 +153,9 @@ def _contact_asked(question: str) -> str | None:
 def has_number(text: str) -> bool:
     """Digits, or a quantity written in words ("twaalf scholen", "beide"); digits inside a name
     ("G4", "WPA2") and a year ("In 2019 schreven ...") are no quantity."""
-    return bool(re.search(r"(?<![^\W\d_])\d", _YEAR.sub(" ", text))) or any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
+    if re.search(r"(?<![^\W\d_])\d", _YEAR.sub(" ", text)):
+        return True
+    return any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
 
 
 def has_amount(text: str, asked: AskedFor) -> bool:
