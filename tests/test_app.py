@@ -133,7 +133,7 @@ def test_follow_up_is_condensed_and_answered(app):
     message = last_assistant(app)
     assert "95%" in message.markdown[0].value
     details = next(e for e in message.expander if e.label == "Details")
-    assert "Gezochte vraag: Hoeveel procent van de gemeenten ervaart knelpunten — bij samenwerkingsverbanden" in texts(
+    assert "Gezochte vraag: Hoeveel procent van de samenwerkingsverbanden ervaart knelpunten?" in texts(
         details)
 
 

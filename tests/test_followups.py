@@ -86,7 +86,9 @@ def test_languages_are_told_apart_only_when_clear():
     "previous, question, rest",
     [
         ("Hoe hoog was de respons bij de samenwerkingsverbanden?", "En bij de gemeenten?", "bij de gemeenten"),
-        ("What share of school partnerships experience bottlenecks?", "And for municipalities?", "for municipalities"),
+        ("Wat zijn de knelpunten?", "En bij gemeenten?", "bij gemeenten"),  # one plural: the asked thing
+        ("Hoeveel pilots zijn er?", "En bij gemeenten?", "bij gemeenten"),  # what was counted stays
+        ("Welke knelpunten ervaren samenwerkingsverbanden?", "En de oplossingen?", "de oplossingen"),
         ("Hoeveel procent van de gemeenten is tevreden over de aansluiting?", "En ontevreden?", "ontevreden"),
         ("Wat is het bezoekadres van Oberon?", "En het postadres?", "het postadres"),
         ("Hoeveel gemeenten werken integraal samen?", "Geldt dat ook voor samenwerkingsverbanden?",
@@ -95,6 +97,24 @@ def test_languages_are_told_apart_only_when_clear():
 )
 def test_a_fragment_or_a_pointing_word_is_read_against_the_previous_question(previous, question, rest):
     assert condense_question(question, _history(previous)) == f"{previous.rstrip('?')} — {rest}?"
+
+
+@pytest.mark.parametrize(
+    "previous, question, condensed",
+    [
+        ("Hoeveel procent van de samenwerkingsverbanden ervaart knelpunten?", "En bij gemeenten?",
+         "Hoeveel procent van de gemeenten ervaart knelpunten?"),
+        ("What share of school partnerships experience bottlenecks?", "And for municipalities?",
+         "What share of municipalities experience bottlenecks?"),
+        ("Welke knelpunten ervaren samenwerkingsverbanden?", "En voor de scholen?", "Welke knelpunten ervaren de scholen?"),
+        ("Hoe tevreden waren gemeenten in 2021 over de aansluiting?", "En in 2018?",
+         "Hoe tevreden waren gemeenten in 2018 over de aansluiting?"),
+        ("Hoeveel scholen doen mee in Veenmarke?", "En in Zuidhaven?", "Hoeveel scholen doen mee in Zuidhaven?"),
+        ("What does Oberon do?", "And NRO?", "What does NRO do?"),
+    ],
+)
+def test_a_fragment_that_names_another_group_year_or_place_takes_its_place(previous, question, condensed):
+    assert condense_question(question, _history(previous)) == condensed
 
 
 def test_a_pronoun_with_a_one_word_predicate_keeps_the_previous_topic():

@@ -62,6 +62,8 @@ PRONOUN_FOLLOWERS = frozenset(
     " also too then really still".split()
 )
 DETERMINERS = frozenset("de het een der den the a an".split())
+# Prepositions a contrasting fragment starts with ("En bij gemeenten?", "And for municipalities?").
+CONTRAST_PREPOSITIONS = frozenset("bij voor van in onder op for in among at with of".split())
 ENGLISH_AUXILIARIES = frozenset("is are was were do does did can could has have had will would should may".split())
 _WHICH = frozenset("welke welk which what".split())
 # Dutch name particles ("Michiel van der Grinten").
@@ -306,8 +308,75 @@ def _resolve(question: str, previous_turn: _Turn, previous_standalone: str, prev
             # A predicate of one word ("Waar lopen ze op vast?", "Waar zitten ze?") says too little to
             # find the answer by: the previous question's topic comes along.
             return f"{previous_standalone.rstrip(' ?')} — {resolved}"
+    contrasted = _contrast(turn, previous_turn, previous_standalone)
+    if contrasted:
+        return contrasted
     rest = turn.rest.strip(" ?")
     return f"{previous_standalone.rstrip(' ?')} — {rest}?" if rest else previous_standalone
+
+
+def _contrast(turn: _Turn, previous_turn: _Turn, previous_standalone: str) -> str | None:
+    """The previous question about another year, name or group, when the fragment names one
+    in contrast: "En in 2018?" after "... in 2021 ...?" asks the same for 2018, "En in
+    Zuidhaven?" after "... in Veenmarke?" for Zuidhaven, and "En bij gemeenten?" after
+    "Hoeveel procent van de samenwerkingsverbanden ervaart knelpunten?" asks "Hoeveel procent
+    van de gemeenten ervaart knelpunten?". A group is only replaced after a preposition ("bij",
+    "voor", "for": whose case), when the previous question named two plurals (its group and
+    what it asked about) and did not count the group itself ("Hoeveel pilots zijn er?" - "En
+    bij gemeenten?" stays a question about pilots); a bare noun ("En de oplossingen?") may
+    stand in for either plural, so it is left to be read against the previous question (None)."""
+    if not turn.is_fragment():
+        return None
+    named = list(turn.tokens)
+    while named and named[0].lower() in CONTRAST_PREPOSITIONS:
+        named = named[1:]
+    if not named:
+        return None
+    years = previous_turn.years()
+    if len(named) == 1 and re.fullmatch(r"(19|20)\d\d(/\d\d)?", named[0]):
+        return _replaced(previous_standalone, years[0], named) if len(years) == 1 else None
+    names = _names(previous_turn)
+    if len(named) <= 3 and all(t[:1].isupper() for t in named):
+        return _replaced(previous_standalone, names[0], named) if len(names) == 1 else None
+    after_preposition = len(named) < len(turn.tokens)
+    if (not after_preposition or len(named) > 4 or not _is_plural(named[-1], turn.lang)
+            or any(_is_verb(t, turn.lang) for t in named[1:])):
+        return None
+    group = previous_turn.group()
+    plurals = [w for w in previous_turn.candidates() if _is_plural(w, previous_turn.lang)]
+    if len(group) != 1 or group[0] not in plurals or len(plurals) < 2:
+        return None
+    low = [t.lower() for t in previous_turn.tokens]
+    at = previous_turn.tokens.index(group[0])
+    if at and (low[at - 1] == "hoeveel" or low[at - 2:at] == ["how", "many"]):
+        return None  # what was counted, not whose count
+    words = set(previous_turn.candidates())
+    start = at
+    while start and previous_turn.tokens[start - 1] in words:
+        start -= 1  # the whole noun: "school partnerships"
+    if low[start - 1:start] and low[start - 1] in DETERMINERS and named[0].lower() in DETERMINERS:
+        named = named[1:]  # "van de samenwerkingsverbanden" - "bij de scholen": one article
+    return _replaced(previous_standalone, " ".join(previous_turn.tokens[start:at + 1]), named)
+
+
+def _replaced(text: str, old: str, new: list[str]) -> str | None:
+    """`text` with its first `old` (a whole word or words) replaced by the words `new`; None without one."""
+    found = re.search(rf"(?<!\w){re.escape(old)}(?!\w)", text)
+    if not found:
+        return None
+    return text[:found.start()] + " ".join(new) + text[found.end():]
+
+
+def _names(turn: _Turn) -> list[str]:
+    """The names a question uses: runs of capitalised words after its first word ("Regio Veenmarke")."""
+    names, run = [], []
+    for i, t in enumerate(turn.tokens):
+        if i and t[:1].isupper() and fold_accents(t) not in _NOT_A_NAME:
+            run.append(t)
+        elif run:
+            names.append(" ".join(run))
+            run = []
+    return names + ([" ".join(run)] if run else [])
 
 
 def _respell(text: str, old: list[str], new: list[str]) -> str:
