@@ -72,6 +72,11 @@ def test_a_name_the_passages_lack_counts_against_answering(assistant):
         ("Hoe hoog was die subsidie?", "In opdracht van de G4, met subsidie van het ministerie van OCW.", True),
         ("Hoeveel pagina's telde het artikel?", "In 2019 schreven Bomhof en Walraven een artikel.", True),
         ("Hoeveel pagina's telde het artikel?", "Het artikel telde 4 pagina's (2019).", False),
+        # Money asked without "kosten": an amount of money, not a share.
+        ("Hoeveel geld geven gemeenten jaarlijks uit aan jeugdhulp?", "De respons is 57% van de gemeenten.", True),
+        ("Hoeveel geld krijgt het samenwerkingsverband van het Rijk?", "Voor 2022 is dat € 10,6 miljoen.", False),
+        ("What is their annual turnover?", "Oberon is an independent research and consultancy firm.", True),
+        ("Welke knelpunten hebben met geld te maken?", "te krappe budgetten", False),  # no amount asked
         # A contact detail of the kind asked for.
         ("Hoe kan ik Oberon telefonisch bereiken?", "Oberon is een onafhankelijk adviesbureau.", True),
         ("Hoe kan ik Oberon telefonisch bereiken?", "T (030) 230 60 90", False),

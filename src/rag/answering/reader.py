@@ -71,10 +71,12 @@ NUMBER_WORD = re.compile(
 # Quantities a question asks for beyond "how many": a grade, a size, a duration, a score.
 MEASURE = re.compile(
     r"\b(hoe (hoog|groot|lang|oud|vaak|snel|zwaar|klein|breed)|welk cijfer|welke score|welk bedrag|cijfer|score"
-    r"|wat kost|kosten|bedrag|prijs|how (long|big|large|high|old|often|fast)|what score|grade|cost|price)\b",
+    r"|wat kost|kosten|bedrag|prijs|jaaromzet|salaris|tarief|how (long|big|large|high|old|often|fast)|what score|grade"
+    r"|cost|price|turnover|revenue|salary)\b",
     re.I,
 )
-COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|how much does|cost|price)\b", re.I)
+COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|geld|uitgaven|jaaromzet|omzet van|salaris|tarief"
+                        r"|how much does|cost|price|money|spend|spent|spending|turnover|revenue|salary|fee)\b", re.I)
 MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\b\d+(?:[.,]\d+)*\s*(?:miljoen|miljard|duizend)\b|\$\s?\d", re.I)
 # Contact details a question can ask for, and how a line gives each (Dutch and international forms).
 CONTACT_ASKED = {
