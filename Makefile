@@ -45,7 +45,8 @@ TUNING := evals/tune.jsonl=corpus evals/tune-users.jsonl=corpus evals/conversati
 	evals/real-tune.jsonl=evals/realdocs/tune evals/real-tune-users.jsonl=evals/realdocs/tune \
 	evals/reader-aptitude.jsonl=evals/realdocs/aptitude evals/reader-gimp.jsonl=evals/realdocs/gimp \
 	evals/reader-lilypond.jsonl=evals/realdocs/lilypond-learning evals/reader-policy.jsonl=evals/policy-tune \
-	evals/reader-plans.jsonl=evals/policy-tune evals/reader-agreements-faq.jsonl=evals/policy-tune
+	evals/reader-plans.jsonl=evals/policy-tune evals/reader-agreements-faq.jsonl=evals/policy-tune \
+	evals/reader-reports.jsonl=evals/policy-tune
 fit: install
 	$(VENV)/bin/rag fit $(addprefix --dataset ,$(TUNING))
 

@@ -94,6 +94,24 @@ def test_abbreviations_do_not_end_sentences():
     ]
 
 
+@pytest.mark.parametrize(
+    "text, sentences",
+    [
+        ("Portefeuillehouder: wethouder M. Brouwer (Jeugd en Onderwijs)", ["Portefeuillehouder: wethouder M. Brouwer (Jeugd en Onderwijs)"]),
+        ("Drs. A.M. de Wolf en Dr. R.J. Hoekstra schreven dit rapport. Het verscheen in 2022.",
+         ["Drs. A.M. de Wolf en Dr. R.J. Hoekstra schreven dit rapport.", "Het verscheen in 2022."]),
+        ("Neem contact op met Prof. K. Jansen of met dhr. P. Bakker.", ["Neem contact op met Prof. K. Jansen of met dhr. P. Bakker."]),
+        ("Dit is een rapport van Oberon. De auteurs zijn M. Bomhof en M. Walraven.",
+         ["Dit is een rapport van Oberon.", "De auteurs zijn M. Bomhof en M. Walraven."]),
+        # A single letter after other words still ends a sentence.
+        ("Tekst van bijlage A. Daarna volgt B.", ["Tekst van bijlage A.", "Daarna volgt B."]),
+        ("Tekst van A. Nog meer tekst van A.", ["Tekst van A.", "Nog meer tekst van A."]),
+    ],
+)
+def test_names_with_initials_and_titles_stay_in_one_sentence(text, sentences):
+    assert split_sentences(text) == sentences
+
+
 def test_chunks_never_cross_sections():
     text = "# Hoofdstuk A\n\nTekst van A. Nog meer tekst van A.\n\n# Hoofdstuk B\n\nTekst van B.\n"
     chunks = chunk_documents([_doc(text)], chunk_size=2000)

@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 
 from langchain_core.documents import Document
 
+from .lexical import DUTCH_STOPWORDS
+
 PATH_SEPARATOR = " › "
 # Bump when chunk boundaries or texts change, so `rag ingest` re-chunks existing indexes.
-CHUNKER_VERSION = "structure-v9"
+CHUNKER_VERSION = "structure-v10"
 # Subsections up to this size are folded into their parent section's chunk.
 SMALL_SECTION_CHARS = 200
 # Longest unit (sentence or list item) before it is cut at whitespace.
@@ -30,7 +32,11 @@ _LIST_ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]|\d{{1,3}}[.)])\s+")
 # whitespace and an uppercase letter, digit or opening quote. Abbreviations like
 # "o.a." or "St." are not followed by an uppercase start often enough to matter here.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
-_ABBREVIATIONS = ("St.", "o.a.", "bijv.", "ca.", "nr.", "e.d.", "z.g.", "dhr.", "mevr.", "drs.", "dr.", "prof.", "ir.", "mr.")
+# Abbreviations that end in a full stop without ending the sentence, in any case ("Drs.", "dr.").
+_ABBREVIATION_END = re.compile(
+    r"(?:^|[\s(])(?i:st|o\.a|bijv|ca|nr|e\.d|z\.g|dhr|mevr|mw|drs|dr|prof|ir|ing|mr|mrs|ms|i\.p\.v|t\.a\.v|m\.b\.t"
+    r"|resp|incl|excl|zgn)\.$"
+)
 
 
 @dataclass
@@ -61,9 +67,17 @@ class _Unit:
     table: bool = False
 
 
-# An initial in a list of names ("J. de Vries en M. Bakker", "Jansen, P. Bakker") is no sentence
-# end; a single letter after other words ("Tekst van bijlage A.") is.
-_INITIAL_END = re.compile(r"(?:^|\ben|\bdoor|\bby|\band|,|\b[A-Z]\.)\s+[A-Z]\.$")
+# An initial in a list of names ("J. de Vries en M. Bakker", "Jansen, P. Bakker"), after a title
+# ("wethouder M. Brouwer") or several together ("R.J. Hoekstra") is no sentence end; a single
+# letter after other words ("Tekst van bijlage A.") is.
+_INITIAL_END = re.compile(
+    r"(?:(?:^|\ben|\bdoor|\bby|\band|,|\b[A-Z]\.|\b(?i:wethouder|burgemeester|mevrouw|meneer|heer|directeur"
+    r"|voorzitter|contactpersoon|minister|staatssecretaris|gedeputeerde|professor|mr|mrs|ms)"
+    r"|\b(?i:prof|drs|dr|dhr|mevr|mw|ir|ing|mr|mrs|ms)\.)\s+[A-Z]\.|(?:^|\s)(?:[A-Z]\.){2,})$"
+)
+# After a copula or these prepositions a single initial starts a name when a name follows
+# ("De auteurs zijn M. Bomhof", "met P. Bakker"), not a word that starts sentences ("Nog").
+_INITIAL_AFTER_WORD = re.compile(r"\b(?:zijn|is|was|waren|heet|met|aan|bij|namens|volgens|with|from)\s+[A-Z]\.$")
 
 
 def split_sentences(paragraph: str) -> list[str]:
@@ -74,11 +88,19 @@ def split_sentences(paragraph: str) -> list[str]:
         part = part.strip()
         if not part:
             continue
-        if sentences and (sentences[-1].endswith(_ABBREVIATIONS) or _INITIAL_END.search(sentences[-1])):
+        if sentences and _continues(sentences[-1], part):
             sentences[-1] = f"{sentences[-1]} {part}"
         else:
             sentences.append(part)
     return sentences
+
+
+def _continues(previous: str, part: str) -> bool:
+    """`part` goes on the sentence `previous`: that ends in an abbreviation or an initial."""
+    if _ABBREVIATION_END.search(previous) or _INITIAL_END.search(previous):
+        return True
+    first = part.split()[0].strip("\"'“”‘’(").lower()
+    return bool(_INITIAL_AFTER_WORD.search(previous)) and first not in DUTCH_STOPWORDS
 
 
 def _split_long(text: str, limit: int = MAX_UNIT_CHARS) -> list[str]:
