@@ -30,6 +30,7 @@ from rag.citations import (
     drop_invalid_markers,
     highlight_spans,
     markers,
+    split_answer_sentences,
 )
 from rag.errors import ConfigError, QuestionError
 from rag.store import Index
@@ -398,6 +399,12 @@ def test_check_answer_checks_each_cited_sentence():
     checks = check_answer(text, [PASSAGE_91])
     assert [c.supported for c in checks] == [True, False]
     assert checks[1].missing_numbers == ["96"]
+
+
+def test_answer_sentences_keep_names_with_initials_whole():
+    text = "De nota is van wethouder M. Brouwer [1]. Contact: St. Jacobsstraat 12 [2]. Dat is alles."
+    assert split_answer_sentences(text) == [
+        "De nota is van wethouder M. Brouwer [1].", "Contact: St. Jacobsstraat 12 [2].", "Dat is alles."]
 
 
 def test_highlight_spans_tolerates_whitespace():

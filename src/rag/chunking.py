@@ -88,14 +88,14 @@ def split_sentences(paragraph: str) -> list[str]:
         part = part.strip()
         if not part:
             continue
-        if sentences and _continues(sentences[-1], part):
+        if sentences and continues_sentence(sentences[-1], part):
             sentences[-1] = f"{sentences[-1]} {part}"
         else:
             sentences.append(part)
     return sentences
 
 
-def _continues(previous: str, part: str) -> bool:
+def continues_sentence(previous: str, part: str) -> bool:
     """`part` goes on the sentence `previous`: that ends in an abbreviation or an initial."""
     if _ABBREVIATION_END.search(previous) or _INITIAL_END.search(previous):
         return True

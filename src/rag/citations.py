@@ -76,8 +76,8 @@ def numbers_in(text: str) -> list[str]:
 
 def split_answer_sentences(text: str) -> list[str]:
     """Split an answer into sentences/lines, keeping each sentence's trailing [n] markers;
-    a piece ending in an abbreviation ("St.") is joined to the next one."""
-    from .chunking import _ABBREVIATIONS
+    a piece ending in an abbreviation or an initial ("St.", "wethouder M.") is joined to the next one."""
+    from .chunking import continues_sentence
 
     pieces: list[str] = []
     for line in text.splitlines():
@@ -86,7 +86,7 @@ def split_answer_sentences(text: str) -> list[str]:
             continue
         parts = re.split(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])|(?<=\])\s+(?=[A-Z\"'(-])", line)
         for part in (p.strip() for p in parts if p.strip()):
-            if pieces and not markers(pieces[-1]) and pieces[-1].endswith(_ABBREVIATIONS):
+            if pieces and not markers(pieces[-1]) and continues_sentence(pieces[-1], part):
                 pieces[-1] = f"{pieces[-1]} {part}"
             else:
                 pieces.append(part)
