@@ -182,6 +182,21 @@ def test_fit_learns_the_informative_feature_and_a_threshold_from_held_out_folds(
     assert accuracy > 0.8
 
 
+def test_the_threshold_is_the_cautious_end_of_the_costs_low_plateau():
+    from rag.answering.refusal_fit import _cautious_end
+
+    best = np.zeros(400)
+    best[:60] = 1.0
+    near = best.copy()
+    near[:8] = 0.0  # eight mistakes fewer, ten more elsewhere: two more in all, within the noise
+    near[100:110] = 1.0
+    far = best.copy()
+    far[200:280] = 1.0  # eighty more: clearly worse
+    costs = np.vstack([best + 1.0, best, near, far])  # thresholds in rising order
+    assert _cautious_end(costs, 1) == 2
+    assert _cautious_end(costs[:2], 1) == 1
+
+
 def test_fit_needs_both_kinds_of_case():
     rows = [r for r in _rows(30) if r.answerable]
     with pytest.raises(ValueError, match="both answerable and unanswerable"):

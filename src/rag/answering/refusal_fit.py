@@ -2,10 +2,11 @@
 
 Each (dataset, corpus) pair is indexed under `work_dir`, every case is analysed by the
 real Assistant (retrieval, answer lines, features), and a logistic regression on
-standardised features is fit. The threshold is the one with the lowest cost on out-of-fold
-probabilities (5-fold, repeated over shuffles and smoothed over neighbouring thresholds; a
-missed refusal costs MISSED_REFUSAL_COST false refusals), so the operating point is not
-chosen on probabilities the model was fit on. Only tuning splits belong here.
+standardised features is fit. The threshold comes from the cost on out-of-fold probabilities
+(5-fold, repeated over shuffles; a missed refusal costs MISSED_REFUSAL_COST false refusals): the
+lowest point of the smoothed cost curve, then the most cautious threshold whose cost is within
+one standard error of it, so the operating point is not chosen on probabilities the model was
+fit on, nor on noise between near-equal thresholds. Only tuning splits belong here.
 """
 
 from __future__ import annotations
@@ -61,10 +62,22 @@ REPEATS = 5
 SMOOTHING = 5
 
 
-def _cost(answers: np.ndarray, answerable: np.ndarray) -> float:
-    missed = np.sum(answers & (answerable == 0))
-    false = np.sum(~answers & (answerable == 1))
-    return float(MISSED_REFUSAL_COST * missed + false)
+def _case_costs(answers: np.ndarray, answerable: np.ndarray) -> np.ndarray:
+    """Each case's cost: MISSED_REFUSAL_COST for an answered unanswerable case, 1 for a refused answerable one."""
+    return MISSED_REFUSAL_COST * (answers & (answerable == 0)) + (~answers & (answerable == 1))
+
+
+def _cautious_end(case_costs: np.ndarray, at: int) -> int:
+    """The highest threshold index whose cost is within one standard error of the cost at `at`
+    (the one-standard-error rule, with the error of the paired per-case difference): the cost
+    curve of a weak model is flat over a range of thresholds, and where they tie, a refusal is
+    the better mistake (DESIGN.md). `case_costs` is thresholds x cases."""
+    chosen = at
+    for j in range(at + 1, len(case_costs)):
+        difference = case_costs[j] - case_costs[at]
+        if difference.sum() <= difference.std(ddof=1) * np.sqrt(len(difference)):
+            chosen = j
+    return chosen
 
 
 def fit(rows: list[Row], sources: list[str]) -> dict:
@@ -83,20 +96,21 @@ def fit(rows: list[Row], sources: list[str]) -> dict:
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=1000, class_weight="balanced"))
 
     # Out-of-fold probabilities from several shuffles; the cost curve is averaged over them and
-    # smoothed, so the threshold sits in the middle of a low plateau rather than on the edge
-    # of one that a single split happens to show (with a weak model the plateau is wide).
+    # smoothed to find its low plateau rather than a dip that a single split happens to show;
+    # the threshold is that plateau's cautious end (`_cautious_end`).
     splits = min(5, int(min(np.bincount(y))))
     grid = np.round(np.arange(0.05, 0.96, 0.01), 2)
-    costs = []
+    case_costs = []
     accuracies = []
     for seed in range(REPEATS):
         folds = StratifiedKFold(n_splits=splits, shuffle=True, random_state=seed)
         out_of_fold = cross_val_predict(model(), x, y, cv=folds, method="predict_proba")[:, 1]
-        costs.append([_cost(out_of_fold >= t, y) for t in grid])
+        case_costs.append([_case_costs(out_of_fold >= t, y) for t in grid])
         accuracies.append([float(np.mean((out_of_fold >= t) == y)) for t in grid])
+    case_costs = np.mean(case_costs, axis=0)
     window = np.ones(2 * SMOOTHING + 1) / (2 * SMOOTHING + 1)
-    smoothed = np.convolve(np.pad(np.mean(costs, axis=0), SMOOTHING, mode="edge"), window, mode="valid")
-    at = int(np.argmin(smoothed))
+    smoothed = np.convolve(np.pad(case_costs.sum(axis=1), SMOOTHING, mode="edge"), window, mode="valid")
+    at = _cautious_end(case_costs, int(np.argmin(smoothed)))
     threshold = float(grid[at])
     best = float(np.mean(accuracies, axis=0)[at])
     fitted = model().fit(x, y)
