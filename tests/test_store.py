@@ -15,6 +15,7 @@ import pytest
 from conftest import ROOT, copy_corpus, make_settings, store_contents, subprocess_env
 
 from rag.answering import Assistant
+from rag.chunking import CHUNKER_VERSION
 from rag.retrieval import HybridSearcher
 from rag.store import Index
 
@@ -179,8 +180,12 @@ def test_an_index_of_the_sqlite_release_is_migrated_by_one_command_keeping_its_v
     assert "91%" in _ask_json(settings, KNELPUNTEN)["answer"]
     again = _rag(settings, "migrate")
     assert again.returncode == 0 and again.stdout.startswith("Nothing to migrate")
-    report = json.loads(_rag(settings, "ingest", "--json").stdout)  # nothing to encode again
-    assert (report["unchanged"], report["added"], report["removed"]) == (2, 0, 0)
+    report = json.loads(_rag(settings, "ingest", "--json").stdout)
+    if f'CHUNKER_VERSION = "{CHUNKER_VERSION}"' not in (old / "src/rag/chunking.py").read_text():
+        # The chunker changed since that release: the migrated documents are re-chunked once.
+        assert (report["unchanged"], report["removed"]) == (0, 0) and report["added"] > 0
+        report = json.loads(_rag(settings, "ingest", "--json").stdout)
+    assert (report["unchanged"], report["added"], report["removed"]) == (2, 0, 0)  # nothing to encode again
 
 
 def test_remove_takes_a_document_out_whole(make_index):
