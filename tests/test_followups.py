@@ -89,6 +89,7 @@ def test_languages_are_told_apart_only_when_clear():
         ("Wat zijn de knelpunten?", "En bij gemeenten?", "bij gemeenten"),  # one plural: the asked thing
         ("Hoeveel pilots zijn er?", "En bij gemeenten?", "bij gemeenten"),  # what was counted stays
         ("Welke knelpunten ervaren samenwerkingsverbanden?", "En de oplossingen?", "de oplossingen"),
+        ("Wat doet Oberon?", "Gemeenten?", "Gemeenten"),  # a capital that starts the question is no name
         ("Hoeveel procent van de gemeenten is tevreden over de aansluiting?", "En ontevreden?", "ontevreden"),
         ("Wat is het bezoekadres van Oberon?", "En het postadres?", "het postadres"),
         ("Hoeveel gemeenten werken integraal samen?", "Geldt dat ook voor samenwerkingsverbanden?",

@@ -71,6 +71,7 @@ NAME_PARTICLES = frozenset("van der de den ter ten von".split())
 # Capitalised words that start a sentence, not a name ("Het onderzoek ...", "It was ...").
 _NOT_A_NAME = DUTCH_STOPWORDS | ENGLISH_FUNCTION_WORDS | frozenset("but was were it".split())
 _CITATION = re.compile(r"\[\d+\]|Volgens [^:]{0,160}:\s*")
+_YEAR = re.compile(r"(19|20)\d\d(/\d\d)?")
 
 
 @lru_cache(maxsize=1)
@@ -234,7 +235,7 @@ class _Turn:
         return (actors or plurals)[:1] or words
 
     def years(self) -> list[str]:
-        return [t for t in self.tokens if re.fullmatch(r"(19|20)\d\d(/\d\d)?", t)]
+        return [t for t in self.tokens if _YEAR.fullmatch(t)]
 
 
 def named_in_answer(answer: str) -> list[str]:
@@ -333,10 +334,12 @@ def _contrast(turn: _Turn, previous_turn: _Turn, previous_standalone: str) -> st
     if not named:
         return None
     years = previous_turn.years()
-    if len(named) == 1 and re.fullmatch(r"(19|20)\d\d(/\d\d)?", named[0]):
+    if len(named) == 1 and _YEAR.fullmatch(named[0]):
         return _replaced(previous_standalone, years[0], named) if len(years) == 1 else None
     names = _names(previous_turn)
-    if len(named) <= 3 and all(t[:1].isupper() for t in named):
+    # A capital that only starts the question ("Gemeenten?") is no name; an acronym ("NRO?") is.
+    sentence_start = named[0] is turn.tokens[0] and not named[0].isupper()
+    if len(named) <= 3 and all(t[:1].isupper() for t in named) and not sentence_start:
         return _replaced(previous_standalone, names[0], named) if len(names) == 1 else None
     after_preposition = len(named) < len(turn.tokens)
     if (not after_preposition or len(named) > 4 or not _is_plural(named[-1], turn.lang)
