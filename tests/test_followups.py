@@ -54,6 +54,8 @@ def test_pronouns_resolve_to_what_the_previous_question_named(previous, question
         ("Waar zit Oberon?", "Voor wie is het onderzoek bedoeld?"),
         ("Hoeveel gemeenten werken integraal?", "Klopt het dat gemeenten positiever zijn dan samenwerkingsverbanden?"),
         ("Hoeveel pilots zijn er?", "Hoeveel gemeenten die integraal werken ervaren knelpunten?"),  # a relative "die"
+        # "het" before an adverb that looks like an infinitive ("morgen") is the weather's, no pointer.
+        ("Hoeveel procent van de samenwerkingsverbanden ervaart knelpunten?", "Wat voor weer wordt het morgen in Utrecht?"),
     ],
 )
 def test_a_question_with_its_own_subject_stands_alone(previous, question):

@@ -65,6 +65,11 @@ DETERMINERS = frozenset("de het een der den the a an".split())
 # Prepositions a contrasting fragment starts with ("En bij gemeenten?", "And for municipalities?").
 CONTRAST_PREPOSITIONS = frozenset("bij voor van in onder op for in among at with of".split())
 ENGLISH_AUXILIARIES = frozenset("is are was were do does did can could has have had will would should may".split())
+# Dutch adverbs and prepositions whose lemma ends like an infinitive ("morgen", "alleen"): no verb.
+NOT_VERBS = frozenset(
+    "morgen overmorgen gisteren eergisteren binnen buiten boven beneden tegen tussen samen even meteen"
+    " misschien alleen eigen open".split()
+)
 _WHICH = frozenset("welke welk which what".split())
 # Dutch name particles ("Michiel van der Grinten").
 NAME_PARTICLES = frozenset("van der de den ter ten von".split())
@@ -101,6 +106,8 @@ def _is_verb(word: str, lang: str) -> bool:
     low = word.lower()
     if lang == "en":
         return low in ENGLISH_AUXILIARIES
+    if low in NOT_VERBS:
+        return False
     lemma = _lemma(low, "nl")
     return lemma.endswith(("en", "aan", "oen", "ien")) and len(lemma) > 3 or lemma in ("zijn", "gaan", "doen", "zien", "staan")
 
