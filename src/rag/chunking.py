@@ -32,10 +32,11 @@ _LIST_ITEM = re.compile(rf"^\s*(?:[{re.escape(BULLETS)}]|\d{{1,3}}[.)])\s+")
 # whitespace and an uppercase letter, digit or opening quote. Abbreviations like
 # "o.a." or "St." are not followed by an uppercase start often enough to matter here.
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]?\s+(?=[A-Z0-9ÀÁÂÄÈÉÊËÍÎÏÓÔÖÚÛÜ“\"'(])")
+# Titles written as an abbreviation ("Drs.", "dhr."), before a name.
+_TITLE_ABBREVIATIONS = r"dhr|mevr|mw|drs|dr|prof|ir|ing|mr|mrs|ms"
 # Abbreviations that end in a full stop without ending the sentence, in any case ("Drs.", "dr.").
 _ABBREVIATION_END = re.compile(
-    r"(?:^|[\s(])(?i:st|o\.a|bijv|ca|nr|e\.d|z\.g|dhr|mevr|mw|drs|dr|prof|ir|ing|mr|mrs|ms|i\.p\.v|t\.a\.v|m\.b\.t"
-    r"|resp|incl|excl|zgn)\.$"
+    rf"(?:^|[\s(])(?i:st|o\.a|bijv|ca|nr|e\.d|z\.g|{_TITLE_ABBREVIATIONS}|i\.p\.v|t\.a\.v|m\.b\.t|resp|incl|excl|zgn)\.$"
 )
 
 
@@ -73,7 +74,7 @@ class _Unit:
 _INITIAL_END = re.compile(
     r"(?:(?:^|\ben|\bdoor|\bby|\band|,|\b[A-Z]\.|\b(?i:wethouder|burgemeester|mevrouw|meneer|heer|directeur"
     r"|voorzitter|contactpersoon|minister|staatssecretaris|gedeputeerde|professor|mr|mrs|ms)"
-    r"|\b(?i:prof|drs|dr|dhr|mevr|mw|ir|ing|mr|mrs|ms)\.)\s+[A-Z]\.|(?:^|\s)(?:[A-Z]\.){2,})$"
+    rf"|\b(?i:{_TITLE_ABBREVIATIONS})\.)\s+[A-Z]\.|(?:^|\s)(?:[A-Z]\.){{2,}})$"
 )
 # After a copula or these prepositions a single initial starts a name when a name follows
 # ("De auteurs zijn M. Bomhof", "met P. Bakker"), not a word that starts sentences ("Nog").

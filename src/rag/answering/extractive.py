@@ -133,8 +133,7 @@ def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[
     after, before = rule.get("after", 0), rule.get("before", 0)
     if (not after and not before) or not _is_prose(best):
         return chosen
-    same = [c for c in candidates if c.passage_index == best.passage_index]
-    at = same.index(best)
+    same, at = _in_passage(candidates, best)
     out = list(chosen)
     used = sum(len(c.text) for c in out)
     for c in same[at + 1 : at + 1 + after] + same[max(0, at - before) : at][::-1]:
@@ -147,18 +146,22 @@ def _with_neighbours(candidates: list[Candidate], best: Candidate, chosen: list[
     return out
 
 
+def _in_passage(candidates: list[Candidate], line: Candidate) -> tuple[list[Candidate], int]:
+    """The lines of `line`'s passage, in order, and where `line` is among them."""
+    same = [c for c in candidates if c.passage_index == line.passage_index]
+    return same, same.index(line)
+
+
 def _run_score(candidates: list[Candidate], run: list[Candidate]) -> float:
     """A list scores as its best item or the line that introduces it."""
-    same = [c for c in candidates if c.passage_index == run[0].passage_index]
-    at = same.index(run[0])
+    same, at = _in_passage(candidates, run[0])
     intro = [c.score for c in same[max(0, at - 2) : at] if not c.is_item]
     return max([c.score for c in run] + intro)
 
 def _list_run(candidates: list[Candidate], anchor: Candidate) -> list[Candidate]:
     """The whole list the anchor belongs to, or introduces (items right after it, past at
     most one short line such as "veelgenoemd ...")."""
-    same = [c for c in candidates if c.passage_index == anchor.passage_index]
-    at = same.index(anchor)
+    same, at = _in_passage(candidates, anchor)
     start = at
     if not anchor.is_item:
         start = at + 1
@@ -177,8 +180,7 @@ def _introduces(candidates: list[Candidate], line: Candidate, run: list[Candidat
     """`line` is prose and the list `run` starts on the line after it in the same passage."""
     if line.is_item:
         return False
-    same = [c for c in candidates if c.passage_index == line.passage_index]
-    at = same.index(line)
+    same, at = _in_passage(candidates, line)
     return at + 1 < len(same) and same[at + 1] is run[0]
 
 

@@ -244,6 +244,17 @@ class _Turn:
     def years(self) -> list[str]:
         return [t for t in self.tokens if _YEAR.fullmatch(t)]
 
+    def names(self) -> list[str]:
+        """The names the question uses: runs of capitalised words after its first word ("Regio Veenmarke")."""
+        names, run = [], []
+        for i, t in enumerate(self.tokens):
+            if i and t[:1].isupper() and fold_accents(t) not in _NOT_A_NAME:
+                run.append(t)
+            elif run:
+                names.append(" ".join(run))
+                run = []
+        return names + ([" ".join(run)] if run else [])
+
 
 def named_in_answer(answer: str) -> list[str]:
     """The first name(s) an answer gives ("Oberon, een ..." -> ["Oberon"]; "Bij Michiel van der
@@ -343,7 +354,7 @@ def _contrast(turn: _Turn, previous_turn: _Turn, previous_standalone: str) -> st
     years = previous_turn.years()
     if len(named) == 1 and _YEAR.fullmatch(named[0]):
         return _replaced(previous_standalone, years[0], named) if len(years) == 1 else None
-    names = _names(previous_turn)
+    names = previous_turn.names()
     # A capital that only starts the question ("Gemeenten?") is no name; an acronym ("NRO?") is.
     sentence_start = named[0] is turn.tokens[0] and not named[0].isupper()
     if len(named) <= 3 and all(t[:1].isupper() for t in named) and not sentence_start:
@@ -353,14 +364,14 @@ def _contrast(turn: _Turn, previous_turn: _Turn, previous_standalone: str) -> st
             or any(_is_verb(t, turn.lang) for t in named[1:])):
         return None
     group = previous_turn.group()
-    plurals = [w for w in previous_turn.candidates() if _is_plural(w, previous_turn.lang)]
+    words = previous_turn.candidates()
+    plurals = [w for w in words if _is_plural(w, previous_turn.lang)]
     if len(group) != 1 or group[0] not in plurals or len(plurals) < 2:
         return None
     low = [t.lower() for t in previous_turn.tokens]
     at = previous_turn.tokens.index(group[0])
     if at and (low[at - 1] == "hoeveel" or low[at - 2:at] == ["how", "many"]):
         return None  # what was counted, not whose count
-    words = set(previous_turn.candidates())
     start = at
     while start and previous_turn.tokens[start - 1] in words:
         start -= 1  # the whole noun: "school partnerships"
@@ -375,18 +386,6 @@ def _replaced(text: str, old: str, new: list[str]) -> str | None:
     if not found:
         return None
     return text[:found.start()] + " ".join(new) + text[found.end():]
-
-
-def _names(turn: _Turn) -> list[str]:
-    """The names a question uses: runs of capitalised words after its first word ("Regio Veenmarke")."""
-    names, run = [], []
-    for i, t in enumerate(turn.tokens):
-        if i and t[:1].isupper() and fold_accents(t) not in _NOT_A_NAME:
-            run.append(t)
-        elif run:
-            names.append(" ".join(run))
-            run = []
-    return names + ([" ".join(run)] if run else [])
 
 
 def _respell(text: str, old: list[str], new: list[str]) -> str:
