@@ -147,6 +147,29 @@ def test_answer_types_read_from_the_question():
 
 
 @pytest.mark.parametrize(
+    "question",
+    ["In welk jaar is het onderzoek gedaan?", "Aan hoeveel pilots werken ze?", "In opdracht van wie is het gedaan?",
+     "Sinds wanneer hebben gemeenten die taken?", "For whom was the study written?"],
+)
+def test_a_question_word_after_an_opening_preposition_is_no_yes_no_question(question):
+    assert not reader.asked_for(question).yes_no
+    assert reader.asked_for("In de regio werken scholen samen, klopt dat?").yes_no
+
+
+def test_a_condensed_follow_up_asks_what_its_own_part_asks():
+    # The follow-up's own question decides: no quantity is asked after a "hoeveel" question ...
+    own = reader.asked_for("Hoeveel gemeenten ervaren knelpunten — Waar lopen gemeenten dan vooral op vast?")
+    assert not own.quantity
+    assert reader.asked_for("Wat levert het op — Scheelt het ook in de papierwinkel?").yes_no
+    subsidy = reader.asked_for("Wie heeft het onderzoek mogelijk gemaakt — Hoe hoog was die subsidie?")
+    assert subsidy.quantity and not subsidy.person
+    # ... while a fragment asks what the question before it asked.
+    fragment = reader.asked_for("Hoeveel samenwerkingsverbanden ervaren knelpunten — bij gemeenten?")
+    assert fragment.quantity and not fragment.yes_no
+    assert reader.asked_for("Hoeveel procent van de gemeenten is tevreden — ontevreden?").quantity
+
+
+@pytest.mark.parametrize(
     "question, kind",
     [
         ("Hoe kan ik ze telefonisch bereiken?", "phone"),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..lexical import DUTCH_STOPWORDS, content_words, fold_accents
-from .questions import ENGLISH_FUNCTION_WORDS, QUESTION_FRAME, is_instruction
+from .questions import DETERMINERS, ENGLISH_FUNCTION_WORDS, QUESTION_FRAME, is_instruction
 
 LANGUAGES = ("nl", "en")
 # simplemma's share of known words per language; a question is only said to be in one
@@ -61,7 +61,6 @@ PRONOUN_FOLLOWERS = frozenset(
     "ook dan nog wel niet al echt eigenlijk precies toch nou eens weer wel nu pas alleen"
     " also too then really still".split()
 )
-DETERMINERS = frozenset("de het een der den the a an".split())
 # Prepositions a contrasting fragment starts with ("En bij gemeenten?", "And for municipalities?").
 CONTRAST_PREPOSITIONS = frozenset("bij voor van in onder op for in among at with of".split())
 ENGLISH_AUXILIARIES = frozenset("is are was were do does did can could has have had will would should may".split())

@@ -40,6 +40,12 @@ ASKS_DATE = re.compile(
     r"\b(wanneer|welk jaar|welke datum|sinds wanneer|when|what year|which year|what date)\b", re.I
 )
 ASKS_PERSON = re.compile(r"^\s*(wie|who)\b|\b(door wie|van wie|met wie|by whom)\b", re.I)
+# A question may open with a preposition before its question word ("In welk jaar ...?", "Aan
+# hoeveel pilots ...?", "In opdracht van wie ...?", "For whom ...?"): a closed class, listed whole.
+PREPOSITIONS = frozenset("""aan achter bij binnen boven buiten door in met na naar naast om onder op over per rond
+sinds tegen tijdens tot tussen uit van vanaf vanuit via volgens voor zonder about after at before between by
+during for from in into of on since through to under with within""".split())
+DETERMINERS = frozenset("de het een der den the a an".split())
 LIST_QUESTION = re.compile(r"\b(welke|noem|wat zijn|opsomming|which|what are|list)\b", re.I)
 OVERVIEW = re.compile(
     r"\b(samenvatting|samenvatten|vat\b.{0,40}\bsamen|waar gaat (het|dit|de|deze)\b.{0,30}\bover|waarover gaat"

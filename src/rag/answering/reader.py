@@ -25,7 +25,7 @@ import numpy as np
 
 from .. import conditional_logit
 from ..lexical import fold_accents, words
-from .questions import ASKS_DATE, ASKS_PERSON, LIST_QUESTION, QUANTITY
+from .questions import ASKS_DATE, ASKS_PERSON, DETERMINERS, LIST_QUESTION, PREPOSITIONS, QUANTITY
 
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
 
@@ -130,16 +130,42 @@ class AskedFor:
     contact: str | None = None  # "phone", "email", "address" or "web"
 
 
+def opens_with_question_word(question: str) -> bool:
+    """A question word first, or after an opening preposition phrase of up to three words ("In
+    welk jaar", "Aan hoeveel", "In opdracht van wie", "For whom"): not a yes/no question."""
+    if QUESTION_WORD.match(question):
+        return True
+    tokens = words(question)[:4]
+    return bool(tokens) and tokens[0] in PREPOSITIONS and any(QUESTION_WORD.fullmatch(t) for t in tokens[1:])
+
+
+def own_question(question: str) -> str:
+    """What a condensed follow-up asks itself: its last part after " — " when that is a question
+    of its own ("Hoeveel gemeenten ervaren knelpunten — Waar lopen gemeenten dan vooral op vast?":
+    the second asks no quantity); a fragment ("... — bij de gemeenten?", "— ontevreden?") asks
+    what the question before it asked, so the whole is read."""
+    if " — " not in question:
+        return question
+    last = _CHATTER.sub("", question.rsplit(" — ", 1)[1])
+    tokens = words(last)
+    if opens_with_question_word(last):
+        return last
+    if len(tokens) >= 3 and tokens[0] not in PREPOSITIONS and tokens[0] not in DETERMINERS:
+        return last  # a yes/no question: "Scheelt het ook in de papierwinkel?"
+    return question
+
+
 def asked_for(question: str) -> AskedFor:
-    """The answer types a question asks for, from its question words."""
-    q = _CHATTER.sub("", question)
+    """The answer types a question asks for, from its question words (a condensed follow-up's
+    from its own part, see `own_question`)."""
+    q = _CHATTER.sub("", own_question(question))
     return AskedFor(
         quantity=bool(QUANTITY.search(q) or MEASURE.search(q)),
         cost=bool(COST_ASKED.search(q)),
         date=bool(ASKS_DATE.search(q)),
         person=bool(ASKS_PERSON.search(q)),
         reason=bool(REASON_ASKED.search(q)),
-        yes_no=not QUESTION_WORD.match(q),
+        yes_no=not opens_with_question_word(q),
         listing=bool(LIST_QUESTION.search(q)),
         contact=_contact_asked(q),
     )
