@@ -146,6 +146,20 @@ def test_answer_types_read_from_the_question():
     assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
 
 
+def test_what_a_how_many_question_counts_and_a_number_of_it():
+    assert reader.counted_noun("Hoeveel scholen doen mee aan de pilot?") == "scholen"
+    assert reader.counted_noun("How many pupils were out of school?") == "pupils"
+    assert reader.counted_noun("Hoeveel procent van de gemeenten ervaart knelpunten?") == "%"
+    assert reader.counted_noun("Welke knelpunten ervaren gemeenten?") is None
+    # A condensed follow-up counts what its own part counts.
+    assert reader.counted_noun("Hoeveel gemeenten ervaren knelpunten — Waar lopen gemeenten dan op vast?") is None
+    assert reader.gives_count_of("Er doen elf scholen mee aan de verkenning.", "scholen")
+    assert reader.gives_count_of("Van de 40 scholen deden er 12 mee.", "scholen")
+    assert reader.gives_count_of("Vrijwel alle gemeenten (91%) ervaren knelpunten", "%")
+    assert not reader.gives_count_of("De regio telt zes gemeenten en een samenwerkingsverband.", "scholen")
+    assert not reader.gives_count_of("De scholen werken samen met de gemeenten.", "scholen")
+
+
 @pytest.mark.parametrize(
     "question",
     ["In welk jaar is het onderzoek gedaan?", "Aan hoeveel pilots werken ze?", "In opdracht van wie is het gedaan?",

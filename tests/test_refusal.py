@@ -90,6 +90,13 @@ def test_asked_answer_type_must_be_in_the_chosen_lines(question, text, missing):
     assert asked_type_missing(question, text) is missing
 
 
+def test_a_count_of_something_no_line_counts_is_refused(assistant):
+    # The factsheet gives response rates of partnerships and municipalities, never a number of schools.
+    answer = assistant.ask("Hoeveel scholen hebben aan het onderzoek deelgenomen?")
+    assert answer.refused, answer.text
+    assert not assistant.ask("Hoeveel procent van de gemeenten ervaart knelpunten?").refused
+
+
 def test_background_comes_with_the_refusal_model_for_its_embedding_model(corpus_index, tmp_path):
     _, index = corpus_index
     model = load_model()

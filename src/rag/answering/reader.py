@@ -24,8 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from .. import conditional_logit
-from ..lexical import fold_accents, words
-from .questions import ASKS_DATE, ASKS_PERSON, DETERMINERS, LIST_QUESTION, PREPOSITIONS, QUANTITY
+from ..lexical import DUTCH_STOPWORDS, fold_accents, stem, words
+from .questions import (
+    ASKS_DATE,
+    ASKS_PERSON,
+    DETERMINERS,
+    ENGLISH_FUNCTION_WORDS,
+    LIST_QUESTION,
+    PREPOSITIONS,
+    QUANTITY,
+)
 
 MODEL_PATH = Path(__file__).with_name("reader_model.json")
 
@@ -184,6 +192,45 @@ def has_number(text: str) -> bool:
     if re.search(r"(?<![^\W\d_])\d", _YEAR.sub(" ", text)):
         return True
     return any(NUMBER_WORD.match(w) for w in words(text) if w not in ("een", "en"))
+
+
+_COUNT_TOKEN = re.compile(r"\d+(?:[.,]\d+)*%?|%|\w+")
+_SHARE_WORDS = ("procent", "percentage", "percent")
+_NOT_COUNTED = frozenset(("deel", "aandeel", "many", "much", "ongeveer", "precies", "zo"))
+
+
+def counted_noun(question: str) -> str | None:
+    """What a "hoeveel"/"how many" question counts (folded): the first content word of the three
+    after it ("Hoeveel scholen doen mee?" -> "scholen"), "%" for a share ("Hoeveel procent ...");
+    None when the question counts nothing. A condensed follow-up's own part decides."""
+    tokens = _COUNT_TOKEN.findall(fold_accents(own_question(question)).lower())
+    for i, token in enumerate(tokens):
+        if token == "hoeveel" or (token == "how" and tokens[i + 1:i + 2] in (["many"], ["much"])):
+            for word in tokens[i + 1:i + 4]:
+                if word in _SHARE_WORDS:
+                    return "%"
+                if not (word in _NOT_COUNTED or word in DUTCH_STOPWORDS or word in ENGLISH_FUNCTION_WORDS
+                        or word[:1].isdigit()):
+                    return word
+            return None
+    return None
+
+
+def gives_count_of(text: str, noun: str) -> bool:
+    """A number of the counted thing: a number (digits or words) with `noun` (or its stem) up to
+    four words before it or three after ("elf scholen", "het aantal thuiszitters steeg van 41");
+    for "%" a percentage."""
+    tokens = _COUNT_TOKEN.findall(fold_accents(text).lower())
+    for i, token in enumerate(tokens):
+        if not (token[:1].isdigit() or (token != "een" and NUMBER_WORD.match(token))):
+            continue
+        if noun == "%":
+            if token.endswith("%") or tokens[i + 1:i + 2] in (["%"], ["procent"], ["percent"]):
+                return True
+            continue
+        if any(w == noun or stem(w) == stem(noun) for w in tokens[max(0, i - 4):i] + tokens[i + 1:i + 4]):
+            return True
+    return False
 
 
 def has_amount(text: str, asked: AskedFor) -> bool:

@@ -48,6 +48,7 @@ FEATURES = (
     "reader_margin",      # how far the best line's score stands above the passages' other lines
     "unknown_dutch",      # `unknown` for a Dutch question (an English one shares few words with Dutch text anyway)
     "nothing_known",      # a Dutch question with two or more asked words, none of which the corpus uses
+    "count_missing",      # a "hoeveel scholen" question and no chosen line gives a number of scholen
 )
 
 
@@ -106,6 +107,7 @@ def features(
         not re.search(r"(?<!\w)" + re.escape(name.casefold()), top_folded) for name in named_terms(question)
     ))
     type_mismatch = float(asked_type_missing(question, " ".join(c.text for c in selection.chosen)))
+    counted = reader.counted_noun(question)
     sims = [c.similarity for c in selection.candidates]
     line_margin = selection.best_similarity - float(np.mean(sims)) if sims else 0.0
     line_scores = sorted((c.score for c in selection.candidates), reverse=True)
@@ -130,6 +132,7 @@ def features(
         "reader_margin": float(reader_margin),
         "unknown_dutch": float(unknown) if is_dutch(question) else 0.0,
         "nothing_known": float(is_dutch(question) and len(asked) >= 2 and not any(knows(w) for w in asked)),
+        "count_missing": float(counted is not None and not any(reader.gives_count_of(c.text, counted) for c in selection.chosen)),
     }
 
 
