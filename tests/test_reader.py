@@ -146,6 +146,11 @@ def test_answer_types_read_from_the_question():
     assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
 
 
+def test_the_years_a_text_names():
+    assert reader.years("Tussen 2019 en 2021 steeg het, in schooljaar 2022/23 daalde het") == {"2019", "2021", "2022"}
+    assert reader.years("Er zijn 2019,5 uren en 12.2019 euro") == set()
+
+
 def test_what_a_how_many_question_counts_and_a_number_of_it():
     assert reader.counted_noun("Hoeveel scholen doen mee aan de pilot?") == "scholen"
     assert reader.counted_noun("How many pupils were out of school?") == "pupils"

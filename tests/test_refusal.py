@@ -97,6 +97,18 @@ def test_a_count_of_something_no_line_counts_is_refused(assistant):
     assert not assistant.ask("Hoeveel procent van de gemeenten ervaart knelpunten?").refused
 
 
+def test_a_year_the_answer_lines_do_not_name_is_refused(assistant):
+    # The factsheet counts the pilots of 2021; 2018 is named in the sources, but not of pilots.
+    answer = assistant.ask("Met hoeveel pilots was men in 2018 bezig?")
+    assert answer.refused, answer.text
+    # The document's own year, in its title, is no missing year.
+    answer = assistant.ask("Hoeveel pilots zijn er in 2021?")
+    assert not answer.refused and "200 pilots" in answer.text, answer.text
+    # Nor one the line before names: "In 2018 ..." - "... waren toen nog aan het wennen ...".
+    answer = assistant.ask("Hoe ver waren gemeenten en samenwerkingsverbanden in 2018?")
+    assert not answer.refused and "wennen" in answer.text, answer.text
+
+
 def test_background_comes_with_the_refusal_model_for_its_embedding_model(corpus_index, tmp_path):
     _, index = corpus_index
     model = load_model()

@@ -233,6 +233,11 @@ def gives_count_of(text: str, noun: str) -> bool:
     return False
 
 
+def years(text: str) -> set[str]:
+    """The years a text names ("in 2021", "2019/20" gives "2019")."""
+    return {m.group(0)[:4] for m in _YEAR.finditer(text)}
+
+
 def has_amount(text: str, asked: AskedFor) -> bool:
     """The kind of quantity asked for: an amount of money for a cost, else any number."""
     return bool(MONEY.search(text)) if asked.cost else has_number(text)

@@ -49,6 +49,7 @@ FEATURES = (
     "unknown_dutch",      # `unknown` for a Dutch question (an English one shares few words with Dutch text anyway)
     "nothing_known",      # a Dutch question with two or more asked words, none of which the corpus uses
     "count_missing",      # a "hoeveel scholen" question and no chosen line gives a number of scholen
+    "year_missing",       # the question names a year the chosen lines do not (nor the line before, headings, title)
 )
 
 
@@ -108,6 +109,7 @@ def features(
     ))
     type_mismatch = float(asked_type_missing(question, " ".join(c.text for c in selection.chosen)))
     counted = reader.counted_noun(question)
+    asked_years = reader.years(reader.own_question(question))
     sims = [c.similarity for c in selection.candidates]
     line_margin = selection.best_similarity - float(np.mean(sims)) if sims else 0.0
     line_scores = sorted((c.score for c in selection.candidates), reverse=True)
@@ -133,7 +135,18 @@ def features(
         "unknown_dutch": float(unknown) if is_dutch(question) else 0.0,
         "nothing_known": float(is_dutch(question) and len(asked) >= 2 and not any(knows(w) for w in asked)),
         "count_missing": float(counted is not None and not any(reader.gives_count_of(c.text, counted) for c in selection.chosen)),
+        "year_missing": float(not asked_years <= reader.years(_with_context(selection, passages))),
     }
+
+
+def _with_context(selection: Selection, passages: list[Passage]) -> str:
+    """The chosen lines with what they are read under: the line before each ("toen" in a line
+    points at the year the line before names), its headings and its document's title."""
+    before = {(c.passage_index, c.position): c.text for c in selection.candidates}
+    return " ".join(
+        f"{passages[c.passage_index].title} {passages[c.passage_index].section} "
+        f"{before.get((c.passage_index, c.position - 1), '')} {c.text}" for c in selection.chosen
+    )
 
 
 def topic_similarity(vector, centroid, background=None) -> float:
