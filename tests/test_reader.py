@@ -146,6 +146,17 @@ def test_answer_types_read_from_the_question():
     assert not asked_type_missing("Hoeveel scholen doen mee?", "Er doen twaalf scholen mee.")
 
 
+def test_a_grade_is_an_answer_type():
+    for question in ("Welk cijfer geven ouders de hulp?", "Welk rapportcijfer geven scholen?",
+                     "En wat geven de jeugdprofessionals zelf als cijfer?", "What rating do schools give?"):
+        assert reader.asked_for(question).grade and reader.asked_for(question).quantity, question
+    assert not reader.asked_for("Mag ik cijfers in de naam van een variabele gebruiken?").grade
+    # A count or a table row is no grade; "een 6,4" and "7.2 on average" are.
+    assert asked_type_missing("Welk cijfer geven ouders?", "Gemeente: Lindewaard — Leerlingen vo: 5.420, Thuiszitters: 36")
+    assert not asked_type_missing("Welk cijfer geven ouders?", "Ouders geven de hulp gemiddeld een 6,4.")
+    assert not asked_type_missing("What grade do parents give?", "Parents rate it 7.2 on average.")
+
+
 def test_the_years_a_text_names():
     assert reader.years("Tussen 2019 en 2021 steeg het, in schooljaar 2022/23 daalde het") == {"2019", "2021", "2022"}
     assert reader.years("Er zijn 2019,5 uren en 12.2019 euro") == set()

@@ -85,6 +85,10 @@ MEASURE = re.compile(
 )
 COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|geld|uitgaven|jaaromzet|omzet van|salaris|tarief"
                         r"|how much does|cost|price|money|spend|spent|spending|turnover|revenue|salary|fee)\b", re.I)
+# A grade asked ("Welk cijfer geven ouders ...?", "What rating ...?") and given ("een 6,4", "7.2 on average").
+GRADE_ASKED = re.compile(r"\b(welk(e)? (rapport)?cijfer|rapportcijfer|als cijfer|gemiddeld(e)? cijfer"
+                         r"|(what|which) (grade|rating|mark)|rated?|rating)\b", re.I)
+GRADE = re.compile(r"(?<![\d.,])(10|[1-9])[.,]\d(?![\d.,%])|\been (10|[1-9])\b", re.I)
 MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\b\d+(?:[.,]\d+)*\s*(?:miljoen|miljard|duizend)\b|\$\s?\d", re.I)
 # Contact details a question can ask for, and how a line gives each (Dutch and international forms).
 CONTACT_ASKED = {
@@ -136,6 +140,7 @@ class AskedFor:
     yes_no: bool
     listing: bool
     contact: str | None = None  # "phone", "email", "address" or "web"
+    grade: bool = False
 
 
 def opens_with_question_word(question: str) -> bool:
@@ -167,8 +172,9 @@ def asked_for(question: str) -> AskedFor:
     """The answer types a question asks for, from its question words (a condensed follow-up's
     from its own part, see `own_question`)."""
     q = _CHATTER.sub("", own_question(question))
+    grade = bool(GRADE_ASKED.search(q))
     return AskedFor(
-        quantity=bool(QUANTITY.search(q) or MEASURE.search(q)),
+        quantity=bool(QUANTITY.search(q) or MEASURE.search(q)) or grade,
         cost=bool(COST_ASKED.search(q)),
         date=bool(ASKS_DATE.search(q)),
         person=bool(ASKS_PERSON.search(q)),
@@ -176,6 +182,7 @@ def asked_for(question: str) -> AskedFor:
         yes_no=not opens_with_question_word(q),
         listing=bool(LIST_QUESTION.search(q)),
         contact=_contact_asked(q),
+        grade=grade,
     )
 
 
@@ -239,8 +246,11 @@ def years(text: str) -> set[str]:
 
 
 def has_amount(text: str, asked: AskedFor) -> bool:
-    """The kind of quantity asked for: an amount of money for a cost, else any number."""
-    return bool(MONEY.search(text)) if asked.cost else has_number(text)
+    """The kind of quantity asked for: an amount of money for a cost, a grade for a grade ("een
+    6,4"), else any number."""
+    if asked.cost:
+        return bool(MONEY.search(text))
+    return bool(GRADE.search(text)) if asked.grade else has_number(text)
 
 
 def has_date(text: str) -> bool:
