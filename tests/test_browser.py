@@ -275,12 +275,13 @@ def test_what_a_policy_adviser_asks_first(server, sync_playwright, tmp_path):
 
 
 # Enough pages that the panel, redrawn every second, catches the encoding at several points: at 30
-# (one passage a page) the ONNX encoder was done with the passages between two redraws.
-PAGES_UPLOADED = 80
+# (one passage a page) the ONNX encoder was done with the passages between two redraws, and at 80 a
+# faster machine showed only two of its steps.
+PAGES_UPLOADED = 240
 
 
 def test_upload_on_bronnen_shows_stages_and_pages_while_a_worker_ingests(sync_playwright, tmp_path):
-    """An 80-page PDF uploaded on Bronnen: the app queues it and starts a `rag worker`; the panel at
+    """A 240-page PDF uploaded on Bronnen: the app queues it and starts a `rag worker`; the panel at
     the top moves through its stages and pages without a click; the table shows the page count;
     the same bytes under another name are reported as a duplicate. The worker leaves with the app."""
     from apphelpers import settings_for
