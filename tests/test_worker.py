@@ -2,7 +2,7 @@
 
 - The queue: a job is claimed by exactly one worker; a job left by a dead worker goes back in
   the queue; byte-identical uploads are reported as duplicates.
-- Crash safety: a worker killed with SIGKILL halfway through a 75-page PDF, then restarted, ends
+- Crash safety: a worker killed with SIGKILL halfway through a 200-page PDF, then restarted, ends
   with the document complete exactly once, and a process polling retrieval meanwhile never saw
   part of it.
 """
@@ -83,6 +83,11 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+# Enough pages that the poller, a poll every ~0.5 s, sees the passages stored but not yet visible:
+# at 75 a faster machine encoded them between two polls.
+KILLED_PAGES = 200
+
+
 def test_worker_killed_halfway_resumes_and_nothing_partial_is_ever_retrievable(tmp_path, embedder):
     from rag.chunking import chunk_documents
     from rag.loaders import load_file
@@ -93,7 +98,7 @@ def test_worker_killed_halfway_resumes_and_nothing_partial_is_ever_retrievable(t
     index.ingest()
     index.close()
     index.release_embedded()  # the worker and the poller write and read it from now on
-    pdf = make_pdf(tmp_path / "upload" / "kwartelveld.pdf", kwartelveld_pages(75), title="Wijkrapport Kwartelveld")
+    pdf = make_pdf(tmp_path / "upload" / "kwartelveld.pdf", kwartelveld_pages(KILLED_PAGES), title="Wijkrapport Kwartelveld")
     expected = len(chunk_documents(load_file(pdf).documents, settings.chunk_size, settings.chunk_overlap))
     queue = JobQueue.for_settings(settings)
     job = queue.enqueue(pdf.read_bytes(), "kwartelveld.pdf", "kwartelveld.pdf")
@@ -128,7 +133,7 @@ def test_worker_killed_halfway_resumes_and_nothing_partial_is_ever_retrievable(t
         worker = _start_worker(settings, log)
         done = _wait(lambda: (j := queue.get(job.id)) and j.final and j, "the restarted worker to finish", worker, log)
         assert done.stage == "klaar", done.message
-        assert done.attempts == 2 and done.chunks == expected and done.pages == 75
+        assert done.attempts == 2 and done.chunks == expected and done.pages == KILLED_PAGES
         time.sleep(1.5)  # a few polls of the finished document
     finally:
         stop.touch()
@@ -138,7 +143,7 @@ def test_worker_killed_halfway_resumes_and_nothing_partial_is_ever_retrievable(t
     # Complete exactly once: one document, all its chunks, no stray vectors, one file in the corpus.
     index = Index(settings, embeddings=embedder)
     docs = [d for d in index.documents() if d["doc_id"].endswith("kwartelveld.pdf")]
-    assert len(docs) == 1 and docs[0]["chunks"] == expected and docs[0]["pages"] == 75
+    assert len(docs) == 1 and docs[0]["chunks"] == expected and docs[0]["pages"] == KILLED_PAGES
     collection = index.collection()
     assert collection.count() == index.info()["chunks"]
     assert sorted(p.name for p in settings.corpus_dir.iterdir() if "kwartelveld" in p.name) == ["kwartelveld.pdf"]
