@@ -142,10 +142,10 @@ def features(
 def _with_context(selection: Selection, passages: list[Passage]) -> str:
     """The chosen lines with what they are read under: the line before each ("toen" in a line
     points at the year the line before names), its headings and its document's title."""
-    before = {(c.passage_index, c.position): c.text for c in selection.candidates}
+    line_at = {(c.passage_index, c.position): c.text for c in selection.candidates}
     return " ".join(
         f"{passages[c.passage_index].title} {passages[c.passage_index].section} "
-        f"{before.get((c.passage_index, c.position - 1), '')} {c.text}" for c in selection.chosen
+        f"{line_at.get((c.passage_index, c.position - 1), '')} {c.text}" for c in selection.chosen
     )
 
 
