@@ -228,6 +228,7 @@ def gives_count_of(text: str, noun: str) -> bool:
     four words before it or three after ("elf scholen", "het aantal thuiszitters steeg van 41");
     for "%" a percentage."""
     tokens = _COUNT_TOKEN.findall(fold_accents(text).lower())
+    noun_stem = stem(noun)
     for i, token in enumerate(tokens):
         if not (token[:1].isdigit() or (token != "een" and NUMBER_WORD.match(token))):
             continue
@@ -235,7 +236,7 @@ def gives_count_of(text: str, noun: str) -> bool:
             if token.endswith("%") or tokens[i + 1:i + 2] in (["%"], ["procent"], ["percent"]):
                 return True
             continue
-        if any(w == noun or stem(w) == stem(noun) for w in tokens[max(0, i - 4):i] + tokens[i + 1:i + 4]):
+        if any(w == noun or stem(w) == noun_stem for w in tokens[max(0, i - 4):i] + tokens[i + 1:i + 4]):
             return True
     return False
 
