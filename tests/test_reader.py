@@ -150,7 +150,9 @@ def test_a_grade_is_an_answer_type():
     for question in ("Welk cijfer geven ouders de hulp?", "Welk rapportcijfer geven scholen?",
                      "En wat geven de jeugdprofessionals zelf als cijfer?", "What rating do schools give?"):
         assert reader.asked_for(question).grade and reader.asked_for(question).quantity, question
+    assert reader.asked_for("How do parents rate the youth care?").grade
     assert not reader.asked_for("Mag ik cijfers in de naam van een variabele gebruiken?").grade
+    assert not reader.asked_for("What was the response rate of the survey?").grade  # a share, not a grade
     # A count or a table row is no grade; "een 6,4" and "7.2 on average" are.
     assert asked_type_missing("Welk cijfer geven ouders?", "Gemeente: Lindewaard — Leerlingen vo: 5.420, Thuiszitters: 36")
     assert not asked_type_missing("Welk cijfer geven ouders?", "Ouders geven de hulp gemiddeld een 6,4.")

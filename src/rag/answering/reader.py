@@ -87,7 +87,7 @@ COST_ASKED = re.compile(r"\b(wat kost|kosten|kost het|bedrag|prijs|budget|geld|u
                         r"|how much does|cost|price|money|spend|spent|spending|turnover|revenue|salary|fee)\b", re.I)
 # A grade asked ("Welk cijfer geven ouders ...?", "What rating ...?") and given ("een 6,4", "7.2 on average").
 GRADE_ASKED = re.compile(r"\b(welk(e)? (rapport)?cijfer|rapportcijfer|als cijfer|gemiddeld(e)? cijfer"
-                         r"|(what|which) (grade|rating|mark)|rated?|rating)\b", re.I)
+                         r"|(what|which) (grade|rating|mark)|(do|does|did|would) \w+( \w+)? rate)\b", re.I)
 GRADE = re.compile(r"(?<![\d.,])(10|[1-9])[.,]\d(?![\d.,%])|\been (10|[1-9])\b", re.I)
 MONEY = re.compile(r"€|\beuro\b|\bEUR\b|\b\d+(?:[.,]\d+)*\s*(?:miljoen|miljard|duizend)\b|\$\s?\d", re.I)
 # Contact details a question can ask for, and how a line gives each (Dutch and international forms).
